@@ -1,0 +1,90 @@
+// Package metadata is the metadata service: it owns the title, description
+// and director of every movie and serves them over HTTP.
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"movieexample.com/pkg/ident"
+)
+
+// Errors returned by the service and its repositories.
+var (
+	// ErrNotFound means no metadata exists for the requested ID.
+	ErrNotFound = errors.New("movie not found")
+	// ErrInvalidArgument means the request is malformed; the wrapping error
+	// says how.
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+// Metadata describes one movie.
+type Metadata struct {
+	ID          string `json:"id"`
+	Title       string `json:"title"`
+	Description string `json:"description"`
+	Director    string `json:"director"`
+}
+
+// Field limits, documented in the README.
+const (
+	MaxTitleLen       = 256
+	MaxDescriptionLen = 4096
+	MaxDirectorLen    = 256
+)
+
+// Validate returns ErrInvalidArgument (wrapped) if m cannot be stored.
+func (m Metadata) Validate() error {
+	switch {
+	case !ident.Valid(m.ID):
+		return fmt.Errorf("%w: id must be %s", ErrInvalidArgument, ident.Rule)
+	case m.Title == "" || len(m.Title) > MaxTitleLen:
+		return fmt.Errorf("%w: title must be 1 to %d bytes", ErrInvalidArgument, MaxTitleLen)
+	case len(m.Description) > MaxDescriptionLen:
+		return fmt.Errorf("%w: description must be at most %d bytes", ErrInvalidArgument, MaxDescriptionLen)
+	case len(m.Director) > MaxDirectorLen:
+		return fmt.Errorf("%w: director must be at most %d bytes", ErrInvalidArgument, MaxDirectorLen)
+	}
+	return nil
+}
+
+// Repository stores metadata.
+type Repository interface {
+	// Get returns ErrNotFound if id is unknown.
+	Get(ctx context.Context, id string) (Metadata, error)
+	// Put creates or replaces m.
+	Put(ctx context.Context, m Metadata) error
+}
+
+// Service is the metadata business API.
+type Service interface {
+	// Get returns the metadata of movie id: ErrInvalidArgument for a
+	// malformed id, ErrNotFound for an unknown one.
+	Get(ctx context.Context, id string) (Metadata, error)
+	// Put creates or replaces m; ErrInvalidArgument if m is malformed.
+	Put(ctx context.Context, m Metadata) error
+}
+
+type service struct {
+	repo Repository
+}
+
+// NewService returns a Service over repo.
+func NewService(repo Repository) Service {
+	return service{repo: repo}
+}
+
+func (s service) Get(ctx context.Context, id string) (Metadata, error) {
+	if !ident.Valid(id) {
+		return Metadata{}, fmt.Errorf("%w: id must be %s", ErrInvalidArgument, ident.Rule)
+	}
+	return s.repo.Get(ctx, id)
+}
+
+func (s service) Put(ctx context.Context, m Metadata) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	return s.repo.Put(ctx, m)
+}

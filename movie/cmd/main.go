@@ -1,0 +1,74 @@
+// Command movie runs one instance of the movie gateway.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"movieexample.com/movie"
+	"movieexample.com/pkg/gateway"
+	"movieexample.com/pkg/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		stop()
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "movie:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the service and blocks until ctx ends; tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	var cfg server.Config
+	fs := server.NewFlagSet("movie", 8083, &cfg)
+	gw := gateway.DefaultConfig()
+	fs.DurationVar(&gw.AttemptTimeout, "attempt-timeout", gw.AttemptTimeout, "timeout of one attempt on one upstream instance")
+	fs.IntVar(&gw.MaxAttempts, "max-attempts", gw.MaxAttempts, "attempts per upstream call, the first included (1 disables retries)")
+	fs.Float64Var(&gw.RetryRatio, "retry-ratio", gw.RetryRatio, "retry budget: retries may add this fraction of calls")
+	fs.IntVar(&gw.BreakerFailures, "breaker-failures", gw.BreakerFailures, "consecutive failures that eject an instance (0 disables the breaker)")
+	fs.DurationVar(&gw.BreakerCooldown, "breaker-cooldown", gw.BreakerCooldown, "how long an ejected instance is skipped before a trial call")
+	logger, err := server.Load(fs, &cfg, args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if gw.MaxAttempts < 1 || gw.AttemptTimeout <= 0 {
+		return errors.New("max-attempts must be at least 1 and attempt-timeout positive")
+	}
+	consul, err := cfg.ConsulClient()
+	if err != nil {
+		return err
+	}
+	metrics := server.NewMetricsRegistry(cfg.Service)
+	// Discovery is bound to its own context, ended after the server has
+	// shut down, so in-flight requests keep their instances to the end.
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
+	g := gateway.New(gw, gateway.ConsulInstancers(watchCtx, consul, logger), logger, metrics)
+	svc := movie.NewService(g, g)
+	return server.Run(ctx, server.App{
+		Config:  cfg,
+		Logger:  logger,
+		Handler: movie.NewHTTPHandler(movie.MakeEndpoints(svc), logger),
+		Metrics: metrics,
+		// Watching starts once registration proved Consul reachable: go-kit's
+		// watcher backs off for up to a minute after a failed first query.
+		Start: func(context.Context) error { return g.Start() },
+		Ready: g.Ready,
+		Stop: func() {
+			stopWatch()
+			g.Stop()
+		},
+	})
+}

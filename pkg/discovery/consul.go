@@ -1,0 +1,119 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+)
+
+// Consul is a Registry backed by a Consul agent's HTTP API.
+type Consul struct {
+	client *consul.Client
+}
+
+// NewConsul returns a Registry that talks to Consul through client. Build the
+// client from consul.DefaultConfig so that CONSUL_HTTP_TOKEN(_FILE),
+// CONSUL_CACERT and the other standard variables keep working.
+func NewConsul(client *consul.Client) *Consul {
+	return &Consul{client: client}
+}
+
+// checkID names the TTL check of an instance. Naming it ourselves, rather than
+// relying on Consul's "service:<id>" default, keeps heartbeat and
+// registration in agreement whatever the Consul version.
+func checkID(instanceID string) string { return "service:" + instanceID }
+
+// Register implements Registry.
+func (c *Consul) Register(ctx context.Context, inst Instance, ttl, deregisterAfter time.Duration) error {
+	if err := validate(inst, ttl); err != nil {
+		return err
+	}
+	reg := &consul.AgentServiceRegistration{
+		ID:      inst.ID,
+		Name:    inst.Service,
+		Address: inst.Host,
+		Port:    inst.Port,
+		Check: &consul.AgentServiceCheck{
+			CheckID: checkID(inst.ID),
+			Name:    inst.Service + " TTL heartbeat",
+			TTL:     ttl.String(),
+			// Passing from the start: the instance registers only once it
+			// is listening, so making callers wait a whole heartbeat for it
+			// would only delay the first request it could already serve.
+			Status:                         consul.HealthPassing,
+			DeregisterCriticalServiceAfter: deregisterAfter.String(),
+		},
+	}
+	opts := consul.ServiceRegisterOpts{}.WithContext(ctx)
+	if err := c.client.Agent().ServiceRegisterOpts(reg, opts); err != nil {
+		return fmt.Errorf("register %s: %w", inst.ID, consulError(err))
+	}
+	return nil
+}
+
+// Deregister implements Registry.
+func (c *Consul) Deregister(ctx context.Context, instanceID string) error {
+	q := (&consul.QueryOptions{}).WithContext(ctx)
+	err := c.client.Agent().ServiceDeregisterOpts(instanceID, q)
+	if err = consulError(err); err != nil && !errors.Is(err, ErrNotRegistered) {
+		return fmt.Errorf("deregister %s: %w", instanceID, err)
+	}
+	return nil
+}
+
+// ReportHealthy implements Registry.
+func (c *Consul) ReportHealthy(ctx context.Context, instanceID string) error {
+	q := (&consul.QueryOptions{}).WithContext(ctx)
+	err := c.client.Agent().UpdateTTLOpts(checkID(instanceID), "", consul.HealthPassing, q)
+	if err != nil {
+		return fmt.Errorf("heartbeat %s: %w", instanceID, consulError(err))
+	}
+	return nil
+}
+
+// Instances implements Registry.
+func (c *Consul) Instances(ctx context.Context, service string) ([]Instance, error) {
+	q := (&consul.QueryOptions{}).WithContext(ctx)
+	entries, _, err := c.client.Health().Service(service, "", true, q)
+	if err != nil {
+		return nil, fmt.Errorf("instances of %s: %w", service, consulError(err))
+	}
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("instances of %s: %w", service, ErrNoInstances)
+	}
+	out := make([]Instance, 0, len(entries))
+	for _, e := range entries {
+		host := e.Service.Address
+		if host == "" {
+			host = e.Node.Address
+		}
+		out = append(out, Instance{ID: e.Service.ID, Service: e.Service.Service, Host: host, Port: e.Service.Port})
+	}
+	return out, nil
+}
+
+// consulError converts Consul's HTTP status errors into this package's
+// errors so callers never match on consul/api types.
+func consulError(err error) error {
+	var se consul.StatusError
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch {
+	case se.Code == http.StatusForbidden:
+		return fmt.Errorf("%w: %s", ErrPermissionDenied, strings.TrimSpace(se.Body))
+	case se.Code == http.StatusNotFound,
+		// Older agents answer a TTL update for a check they do not know
+		// with a 500 rather than a 404.
+		strings.Contains(se.Body, "does not have associated TTL"),
+		strings.Contains(se.Body, "Unknown check"),
+		strings.Contains(se.Body, "Unknown service"):
+		return fmt.Errorf("%w: %s", ErrNotRegistered, strings.TrimSpace(se.Body))
+	}
+	return err
+}

@@ -1,0 +1,184 @@
+// Package gateway holds the clients movie uses to reach the metadata and
+// rating services: instances are discovered through Consul with go-kit's
+// blocking-query Instancer (never a Consul call on the request path), each
+// call goes to a random live instance, and a failed attempt is retried on
+// another one within a per-attempt timeout, the caller's deadline and a retry
+// budget. An instance that keeps failing is ejected by its circuit breaker
+// long before Consul's TTL notices.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-kit/kit/sd"
+	kitconsul "github.com/go-kit/kit/sd/consul"
+	consul "github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"movieexample.com/metadata"
+	"movieexample.com/rating"
+)
+
+// Errors returned by the clients. Callers convert them at their boundary.
+var (
+	// ErrNotFound means the upstream answered 404 for the requested ID.
+	ErrNotFound = errors.New("not found upstream")
+	// ErrUnavailable means no instance answered: none is discovered, every
+	// attempt failed, or the deadline passed.
+	ErrUnavailable = errors.New("upstream unavailable")
+	// ErrBadResponse means an instance answered with something the gateway
+	// cannot trust: a malformed or oversized body, or an unexpected status.
+	ErrBadResponse = errors.New("bad upstream response")
+)
+
+// Config tunes the clients. DefaultConfig's values are what the README's
+// resilience figures were measured with.
+type Config struct {
+	// AttemptTimeout bounds one attempt on one instance.
+	AttemptTimeout time.Duration
+	// MaxAttempts bounds attempts per call, the first one included.
+	MaxAttempts int
+	// Backoff is the base of the jittered pause before a retry.
+	Backoff time.Duration
+	// RetryRatio is the retry budget: retries may add at most this fraction
+	// of calls (plus MinRetriesPerSecond), so a sick upstream is not
+	// hammered by retries on top of its load.
+	RetryRatio          float64
+	MinRetriesPerSecond float64
+	// BreakerFailures consecutive failures eject an instance for
+	// BreakerCooldown, after which one trial call decides; 0 disables it.
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	// MaxResponseBytes caps how much of an upstream body is read.
+	MaxResponseBytes int64
+}
+
+// DefaultConfig returns the tuned defaults.
+func DefaultConfig() Config {
+	return Config{
+		AttemptTimeout:      500 * time.Millisecond,
+		MaxAttempts:         3,
+		Backoff:             5 * time.Millisecond,
+		RetryRatio:          0.2,
+		MinRetriesPerSecond: 10,
+		BreakerFailures:     5,
+		BreakerCooldown:     2 * time.Second,
+		MaxResponseBytes:    64 << 10,
+	}
+}
+
+// InstancerFunc returns the source of live instances of a service.
+type InstancerFunc func(service string) (sd.Instancer, error)
+
+// ConsulInstancers returns an InstancerFunc that watches passing instances in
+// Consul with blocking queries. The queries are bound to ctx so that ending it
+// also ends the query in flight, not only the watch loop.
+func ConsulInstancers(ctx context.Context, client *consul.Client, logger *slog.Logger) InstancerFunc {
+	kc := ctxClient{Client: kitconsul.NewClient(client), ctx: ctx}
+	return func(service string) (sd.Instancer, error) {
+		return kitconsul.NewInstancer(kc, kitLogger(logger), service, nil, true), nil
+	}
+}
+
+// ctxClient binds go-kit's Consul client to a context: go-kit's Instancer
+// stops waiting on Stop but leaves its blocking query (up to five minutes)
+// running; the context cancels it.
+type ctxClient struct {
+	kitconsul.Client
+	ctx context.Context
+}
+
+func (c ctxClient) Service(service, tag string, passingOnly bool, q *consul.QueryOptions) ([]*consul.ServiceEntry, *consul.QueryMeta, error) {
+	return c.Client.Service(service, tag, passingOnly, q.WithContext(c.ctx))
+}
+
+// Gateway reaches the metadata and rating services.
+type Gateway struct {
+	metadata *upstream
+	rating   *upstream
+}
+
+// New returns a Gateway that finds instances through instancers. Call Start
+// before the first call and Stop when done.
+func New(cfg Config, instancers InstancerFunc, logger *slog.Logger, reg prometheus.Registerer) *Gateway {
+	client := newHTTPClient()
+	m := newMetrics(reg)
+	return &Gateway{
+		metadata: newUpstream("metadata", cfg, instancers, metadataFactory(client, cfg), m, logger),
+		rating:   newUpstream("rating", cfg, instancers, ratingFactory(client, cfg), m, logger),
+	}
+}
+
+// Start begins watching the upstreams' instances.
+func (g *Gateway) Start() error {
+	if err := g.metadata.start(); err != nil {
+		return err
+	}
+	if err := g.rating.start(); err != nil {
+		g.metadata.stop()
+		return err
+	}
+	return nil
+}
+
+// Stop stops watching and waits for the watchers to end.
+func (g *Gateway) Stop() {
+	g.metadata.stop()
+	g.rating.stop()
+}
+
+// Ready returns an error naming each upstream with no discovered instance.
+func (g *Gateway) Ready() error {
+	var errs []error
+	for _, u := range []*upstream{g.metadata, g.rating} {
+		if u.instances.Load() == 0 {
+			errs = append(errs, fmt.Errorf("no %s instance discovered", u.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Metadata returns the metadata of movie id: ErrNotFound, ErrUnavailable or
+// ErrBadResponse on failure.
+func (g *Gateway) Metadata(ctx context.Context, id string) (metadata.Metadata, error) {
+	resp, err := g.metadata.call(ctx, id)
+	if err != nil {
+		return metadata.Metadata{}, err
+	}
+	return resp.(metadata.Metadata), nil
+}
+
+// Rating returns the average rating of movie id: ErrNotFound when it has no
+// rating yet, ErrUnavailable or ErrBadResponse on failure.
+func (g *Gateway) Rating(ctx context.Context, id string) (rating.Aggregate, error) {
+	resp, err := g.rating.call(ctx, id)
+	if err != nil {
+		return rating.Aggregate{}, err
+	}
+	return resp.(rating.Aggregate), nil
+}
+
+// newHTTPClient returns the client for upstream calls. Per-attempt contexts
+// bound every call; the transport's pool keeps enough idle connections per
+// instance for the fan-out (the default keeps 2, which under load means a new
+// TCP connection for most calls).
+func newHTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 nil, // upstreams are discovered addresses, never reached through a proxy
+			DialContext:           (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: 5 * time.Second,
+		},
+		// Redirects from an upstream are a bug, not something to follow.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}

@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	kitlog "github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// metrics are the gateway's view of its upstreams.
+type metrics struct {
+	calls           *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	retries         *prometheus.CounterVec
+	budgetExhausted *prometheus.CounterVec
+	ejections       *prometheus.CounterVec
+	instances       *prometheus.GaugeVec
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	f := promauto.With(r)
+	const ns, sub = "movieapp", "gateway"
+	return &metrics{
+		calls: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_requests_total",
+			Help: "Calls to an upstream service (retries included in one call), by target and outcome (ok, not_found, bad_response, unavailable)."},
+			[]string{"target", "outcome"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "upstream_request_duration_seconds",
+			Help:    "Time of a call to an upstream service, retries included, by target.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
+			[]string{"target"}),
+		retries: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_retries_total",
+			Help: "Attempts retried on another instance, by target."}, []string{"target"}),
+		budgetExhausted: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_retry_budget_exhausted_total",
+			Help: "Retries not made because the retry budget was spent, by target."}, []string{"target"}),
+		ejections: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_ejections_total",
+			Help: "Times an instance's circuit breaker opened, by target."}, []string{"target"}),
+		instances: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "upstream_instances",
+			Help: "Instances currently discovered, by target."}, []string{"target"}),
+	}
+}
+
+// upstreamMetrics are one target's metrics with their labels resolved once,
+// so the request path does no label lookup.
+type upstreamMetrics struct {
+	ok, notFound, badResponse, unavailable prometheus.Counter
+	duration                               prometheus.Observer
+	retries, budgetExhausted, ejections    prometheus.Counter
+	instances                              prometheus.Gauge
+}
+
+func (m *metrics) forTarget(t string) upstreamMetrics {
+	return upstreamMetrics{
+		ok:              m.calls.WithLabelValues(t, "ok"),
+		notFound:        m.calls.WithLabelValues(t, "not_found"),
+		badResponse:     m.calls.WithLabelValues(t, "bad_response"),
+		unavailable:     m.calls.WithLabelValues(t, "unavailable"),
+		duration:        m.duration.WithLabelValues(t),
+		retries:         m.retries.WithLabelValues(t),
+		budgetExhausted: m.budgetExhausted.WithLabelValues(t),
+		ejections:       m.ejections.WithLabelValues(t),
+		instances:       m.instances.WithLabelValues(t),
+	}
+}
+
+func (m upstreamMetrics) observe(err error, d time.Duration) {
+	m.duration.Observe(d.Seconds())
+	switch {
+	case err == nil:
+		m.ok.Inc()
+	case errors.Is(err, ErrNotFound):
+		m.notFound.Inc()
+	case errors.Is(err, ErrBadResponse):
+		m.badResponse.Inc()
+	default:
+		m.unavailable.Inc()
+	}
+}
+
+// kitLogger adapts slog to the go-kit logger that go-kit's service discovery
+// logs through: lines with an "err" key are warnings, the rest debug.
+func kitLogger(l *slog.Logger) kitlog.Logger {
+	return kitlog.LoggerFunc(func(keyvals ...any) error {
+		level := slog.LevelDebug
+		for i := 0; i+1 < len(keyvals); i += 2 {
+			if k, _ := keyvals[i].(string); k == "err" {
+				level = slog.LevelWarn
+			}
+			if s, ok := keyvals[i+1].(fmt.Stringer); ok {
+				keyvals[i+1] = s.String()
+			}
+		}
+		l.Log(context.Background(), level, "service discovery", keyvals...)
+		return nil
+	})
+}

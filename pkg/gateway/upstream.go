@@ -1,0 +1,286 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/kit/sd"
+	"github.com/sony/gobreaker"
+)
+
+// upstream is one target service: its discovered instances, one endpoint
+// (with its own circuit breaker) per instance, and the retry policy.
+type upstream struct {
+	name       string
+	cfg        Config
+	instancers InstancerFunc
+	factory    sd.Factory
+	log        *slog.Logger
+	budget     *retryBudget
+	m          upstreamMetrics
+
+	instances  atomic.Int64 // discovered instances, for readiness
+	instancer  sd.Instancer
+	endpointer *sd.DefaultEndpointer
+	events     chan sd.Event
+	quit       chan struct{}
+	watching   sync.WaitGroup
+}
+
+func newUpstream(name string, cfg Config, instancers InstancerFunc, f sd.Factory, m *metrics, logger *slog.Logger) *upstream {
+	u := &upstream{
+		name:       name,
+		cfg:        cfg,
+		instancers: instancers,
+		log:        logger.With("target", name),
+		budget:     newRetryBudget(cfg.RetryRatio, cfg.MinRetriesPerSecond),
+		m:          m.forTarget(name),
+	}
+	u.factory = u.withBreaker(f)
+	return u
+}
+
+func (u *upstream) start() error {
+	instancer, err := u.instancers(u.name)
+	if err != nil {
+		return fmt.Errorf("watch %s instances: %w", u.name, err)
+	}
+	u.instancer = instancer
+	u.endpointer = sd.NewEndpointer(instancer, u.factory, kitLogger(u.log))
+	// The instancer sends to registered channels while holding its lock,
+	// so this one is buffered and always drained until deregistered.
+	u.events = make(chan sd.Event, 1)
+	u.quit = make(chan struct{})
+	u.watching.Add(1)
+	go u.watch()
+	instancer.Register(u.events)
+	return nil
+}
+
+func (u *upstream) stop() {
+	if u.instancer == nil {
+		return
+	}
+	u.instancer.Deregister(u.events)
+	close(u.quit)
+	u.watching.Wait()
+	u.endpointer.Close()
+	u.instancer.Stop()
+}
+
+// watch follows the instance count for readiness, the gauge and the log.
+// On a discovery error go-kit keeps the last known endpoints, and so does
+// the count: the instances are still there, only Consul is not.
+func (u *upstream) watch() {
+	defer u.watching.Done()
+	for {
+		select {
+		case <-u.quit:
+			return
+		case ev := <-u.events:
+			if ev.Err != nil {
+				continue
+			}
+			n := int64(len(ev.Instances))
+			if old := u.instances.Swap(n); old != n {
+				u.log.Info("discovered instances changed", "count", n, "instances", ev.Instances)
+			}
+			u.m.instances.Set(float64(n))
+		}
+	}
+}
+
+// withBreaker gives every instance's endpoint a circuit breaker of its own,
+// so an instance that keeps failing is skipped at once instead of costing
+// each request a failed attempt until Consul's TTL marks it critical. The
+// endpoint cache keeps an endpoint, and so its breaker, for as long as the
+// instance stays discovered.
+func (u *upstream) withBreaker(f sd.Factory) sd.Factory {
+	if u.cfg.BreakerFailures <= 0 {
+		return f
+	}
+	return func(instance string) (endpoint.Endpoint, io.Closer, error) {
+		ep, closer, err := f(instance)
+		if err != nil {
+			return nil, nil, err
+		}
+		cb := gobreaker.NewCircuitBreaker(gobreaker.Settings{
+			Name:        u.name + "@" + instance,
+			MaxRequests: 1,
+			Timeout:     u.cfg.BreakerCooldown,
+			ReadyToTrip: func(c gobreaker.Counts) bool {
+				return c.ConsecutiveFailures >= uint32(u.cfg.BreakerFailures)
+			},
+			IsSuccessful: func(err error) bool {
+				// An answer, even "not found", is a healthy instance; a
+				// call abandoned by our own caller says nothing about it.
+				return err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, context.Canceled)
+			},
+			OnStateChange: func(name string, from, to gobreaker.State) {
+				u.log.Warn("circuit breaker changed state", "instance", instance, "from", from.String(), "to", to.String())
+				if to == gobreaker.StateOpen {
+					u.m.ejections.Inc()
+				}
+			},
+		})
+		return func(ctx context.Context, req any) (any, error) {
+			return cb.Execute(func() (any, error) { return ep(ctx, req) })
+		}, closer, nil
+	}
+}
+
+// call sends req to a random instance, retrying a failed attempt on the
+// next instance (in a random rotation, so a retry avoids the instance that
+// just failed whenever there is another) within the caller's deadline, the
+// per-attempt timeout and the retry budget. It does what go-kit's lb.Retry
+// does not: it never retries the same instance while another is untried,
+// skips open-circuited instances without spending an attempt, and wraps a
+// deadline in ErrUnavailable instead of returning a bare
+// context.DeadlineExceeded.
+func (u *upstream) call(ctx context.Context, req any) (any, error) {
+	start := time.Now()
+	resp, err := u.try(ctx, req)
+	u.m.observe(err, time.Since(start))
+	return resp, err
+}
+
+func (u *upstream) try(ctx context.Context, req any) (any, error) {
+	u.budget.deposit()
+	eps, _ := u.endpointer.Endpoints() // errors only with InvalidateOnError, which is not set
+	n := len(eps)
+	if n == 0 {
+		return nil, fmt.Errorf("%w: no %s instance discovered", ErrUnavailable, u.name)
+	}
+	first := rand.IntN(n)
+	var lastErr error
+	attempts := 0
+	// Every instance may be skipped once for an open breaker on top of
+	// MaxAttempts real attempts; the bound keeps the loop finite.
+	for i := 0; attempts < u.cfg.MaxAttempts && i < n+u.cfg.MaxAttempts; i++ {
+		if attempts > 0 && !skipped(lastErr) {
+			if !u.budget.withdraw() {
+				u.m.budgetExhausted.Inc()
+				break
+			}
+			u.m.retries.Inc()
+			if err := sleep(ctx, jitter(u.cfg.Backoff<<(attempts-1))); err != nil {
+				break
+			}
+		}
+		actx, cancel := context.WithTimeout(ctx, u.cfg.AttemptTimeout)
+		resp, err := eps[(first+i)%n](actx, req)
+		cancel()
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+		if skipped(err) {
+			continue
+		}
+		attempts++
+		if !retryable(err) {
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, u.name, ctx.Err())
+	}
+	return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, u.name, lastErr)
+}
+
+// skipped reports an attempt that never reached an instance because its
+// breaker is open (or half-open with its one trial call already out).
+func skipped(err error) bool {
+	return errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests)
+}
+
+// retryable reports whether another instance might answer where this one
+// failed: connection errors, timeouts and 5xx, but never an answer (404,
+// other 4xx) or a response we could not trust.
+func retryable(err error) bool {
+	var se *statusError
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrBadResponse):
+		return false
+	case errors.As(err, &se):
+		return se.code >= 500
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne):
+		return true
+	}
+	// Connection resets and refusals surface as *url.Error wrapping
+	// *net.OpError (a net.Error); anything else from the transport is
+	// treated the same way, since the request never got an answer.
+	return true
+}
+
+// statusError is an upstream's 5xx answer.
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return fmt.Sprintf("upstream answered %d", e.code) }
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// jitter spreads d over [d/2, 3d/2).
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d)
+}
+
+// retryBudget lets retries add at most ratio of the calls, plus
+// minPerSecond so that a quiet service can still retry, in the manner of
+// Finagle's RetryBudget and Envoy's retry budgets. Calls deposit ratio of a
+// token, each retry withdraws one.
+type retryBudget struct {
+	ratio, minPerSecond, max float64
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+func newRetryBudget(ratio, minPerSecond float64) *retryBudget {
+	return &retryBudget{ratio: ratio, minPerSecond: minPerSecond, max: 100, tokens: minPerSecond, last: time.Now()}
+}
+
+func (b *retryBudget) deposit() {
+	b.mu.Lock()
+	b.tokens = min(b.max, b.tokens+b.ratio)
+	b.mu.Unlock()
+}
+
+func (b *retryBudget) withdraw() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	b.tokens = min(b.max, b.tokens+b.minPerSecond*now.Sub(b.last).Seconds())
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -1,0 +1,115 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// statusWriter remembers the status code a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// route returns the mux pattern that served r, never the raw path: label
+// values stay bounded whatever paths clients send.
+func route(r *http.Request) string {
+	if r.Pattern == "" || r.Pattern == "/" {
+		return "unmatched"
+	}
+	return r.Pattern
+}
+
+// httpMetrics are the request metrics every service exports.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(r prometheus.Registerer, service string) *httpMetrics {
+	f := promauto.With(prometheus.WrapRegistererWith(prometheus.Labels{"service": service}, r))
+	return &httpMetrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "movieapp", Subsystem: "http", Name: "requests_total",
+			Help: "HTTP requests served, by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "movieapp", Subsystem: "http", Name: "request_duration_seconds",
+			Help:    "Time to serve HTTP requests, by route pattern and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "method"}),
+	}
+}
+
+// instrument counts and times every request. It must wrap the ServeMux
+// directly: the mux records the matched pattern on the *http.Request it is
+// given, and a middleware in between that copied the request would hide it.
+func (m *httpMetrics) instrument(accessLog bool, logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		elapsed := time.Since(start)
+		rt, method := route(r), methodLabel(r.Method)
+		m.requests.WithLabelValues(rt, method, strconv.Itoa(sw.status)).Inc()
+		m.duration.WithLabelValues(rt, method).Observe(elapsed.Seconds())
+		if accessLog {
+			logger.InfoContext(r.Context(), "request", "method", r.Method, "route", rt, "path", r.URL.Path,
+				"status", sw.status, "duration", elapsed, "remote", r.RemoteAddr)
+		}
+	})
+}
+
+// methodLabel keeps the method label bounded: a client can send any token
+// as a method.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
+// recoverPanics turns a panic in a handler into a logged 500 with the JSON
+// error body, instead of a connection dropped without an answer.
+func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				logger.ErrorContext(r.Context(), "handler panicked", "panic", v, "stack", string(debug.Stack()))
+				WriteError(w, http.StatusInternalServerError, "internal server error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

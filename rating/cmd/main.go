@@ -1,0 +1,46 @@
+// Command rating runs one instance of the rating service.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"movieexample.com/pkg/server"
+	"movieexample.com/rating"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		stop()
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "rating:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the service and blocks until ctx ends; tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	var cfg server.Config
+	fs := server.NewFlagSet("rating", 8082, &cfg)
+	logger, err := server.Load(fs, &cfg, args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	svc := rating.NewService(rating.NewMemory(rating.Seed))
+	return server.Run(ctx, server.App{
+		Config:  cfg,
+		Logger:  logger,
+		Handler: rating.NewHTTPHandler(rating.MakeEndpoints(svc), logger),
+		Metrics: server.NewMetricsRegistry(cfg.Service),
+	})
+}

@@ -1,0 +1,108 @@
+// Package rating is the rating service: it records users' ratings of records
+// (movies) and serves their average.
+package rating
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"movieexample.com/pkg/ident"
+)
+
+// Errors returned by the service and its repositories.
+var (
+	// ErrNotFound means the record has no rating yet.
+	ErrNotFound = errors.New("no ratings for this record")
+	// ErrInvalidArgument means the request is malformed; the wrapping error
+	// says how.
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+// RecordType is the kind of thing rated.
+type RecordType string
+
+// RecordTypeMovie is the only record type so far.
+const RecordTypeMovie RecordType = "movie"
+
+// Rating values are whole stars from MinValue to MaxValue.
+const (
+	MinValue = 1
+	MaxValue = 5
+)
+
+// Key names a rated record.
+type Key struct {
+	Type RecordType
+	ID   string
+}
+
+// Aggregate is the average of a record's ratings.
+type Aggregate struct {
+	ID      string     `json:"id"`
+	Type    RecordType `json:"type"`
+	Average float64    `json:"rating"`
+	Count   int        `json:"count"`
+}
+
+// Repository stores ratings, one per user and record.
+type Repository interface {
+	// Put records user's value for key, replacing that user's earlier one.
+	Put(ctx context.Context, key Key, userID string, value int) error
+	// Aggregate returns the average of key's ratings, or ErrNotFound if it
+	// has none.
+	Aggregate(ctx context.Context, key Key) (Aggregate, error)
+}
+
+// Service is the rating business API.
+type Service interface {
+	// Get returns the average rating of key: ErrInvalidArgument for a
+	// malformed key, ErrNotFound when nobody rated it yet.
+	Get(ctx context.Context, key Key) (Aggregate, error)
+	// Put records user's rating of key (replacing their earlier one) and
+	// returns the new average; ErrInvalidArgument for a malformed key, user
+	// or value outside MinValue..MaxValue.
+	Put(ctx context.Context, key Key, userID string, value int) (Aggregate, error)
+}
+
+type service struct {
+	repo Repository
+}
+
+// NewService returns a Service over repo.
+func NewService(repo Repository) Service {
+	return service{repo: repo}
+}
+
+func (s service) Get(ctx context.Context, key Key) (Aggregate, error) {
+	if err := key.validate(); err != nil {
+		return Aggregate{}, err
+	}
+	return s.repo.Aggregate(ctx, key)
+}
+
+func (s service) Put(ctx context.Context, key Key, userID string, value int) (Aggregate, error) {
+	if err := key.validate(); err != nil {
+		return Aggregate{}, err
+	}
+	if !ident.Valid(userID) {
+		return Aggregate{}, fmt.Errorf("%w: userId must be %s", ErrInvalidArgument, ident.Rule)
+	}
+	if value < MinValue || value > MaxValue {
+		return Aggregate{}, fmt.Errorf("%w: value must be an integer from %d to %d", ErrInvalidArgument, MinValue, MaxValue)
+	}
+	if err := s.repo.Put(ctx, key, userID, value); err != nil {
+		return Aggregate{}, err
+	}
+	return s.repo.Aggregate(ctx, key)
+}
+
+func (k Key) validate() error {
+	if k.Type != RecordTypeMovie {
+		return fmt.Errorf("%w: type must be %q", ErrInvalidArgument, RecordTypeMovie)
+	}
+	if !ident.Valid(k.ID) {
+		return fmt.Errorf("%w: id must be %s", ErrInvalidArgument, ident.Rule)
+	}
+	return nil
+}
