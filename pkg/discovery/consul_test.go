@@ -1,0 +1,184 @@
+package discovery_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"movieexample.com/internal/devconsul"
+	"movieexample.com/pkg/discovery"
+)
+
+// These tests run against a real Consul dev agent: the in-memory registry
+// cannot tell us how Consul treats TTLs, reaping and lost state.
+
+var idPattern = regexp.MustCompile(`^rating-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func newRegistry(t *testing.T, agent *devconsul.Agent) *discovery.Consul {
+	t.Helper()
+	client, err := agent.Client("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return discovery.NewConsul(client)
+}
+
+// passing reports whether id is among the passing instances of service.
+func passing(r discovery.Registry, service, id string) (discovery.Instance, bool) {
+	insts, err := r.Instances(context.Background(), service)
+	if err != nil {
+		return discovery.Instance{}, false
+	}
+	for _, in := range insts {
+		if in.ID == id {
+			return in, true
+		}
+	}
+	return discovery.Instance{}, false
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("%s: not true within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestConsulRegistry(t *testing.T) {
+	agent := devconsul.New(t)
+	reg := newRegistry(t, agent)
+	ctx := context.Background()
+	inst := discovery.Instance{ID: discovery.NewInstanceID("rating"), Service: "rating", Host: "127.0.0.1", Port: 8092}
+
+	if _, err := reg.Instances(ctx, "rating"); !errors.Is(err, discovery.ErrNoInstances) {
+		t.Fatalf("Instances before Register: err = %v, want ErrNoInstances", err)
+	}
+	if err := reg.Register(ctx, inst, 2*time.Second, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("passing at once with its UUID ID and address", func(t *testing.T) {
+		got, ok := passing(reg, "rating", inst.ID)
+		if !ok {
+			t.Fatal("registered instance is not passing")
+		}
+		if got != inst {
+			t.Errorf("listed as %+v, want %+v", got, inst)
+		}
+		if !idPattern.MatchString(got.ID) {
+			t.Errorf("ID %q is not rating-<uuid v4>", got.ID)
+		}
+	})
+
+	t.Run("critical once heartbeats stop", func(t *testing.T) {
+		if err := reg.ReportHealthy(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+		took := waitFor(t, 2*time.Second+5*time.Second, "instance leaves the passing list", func() bool {
+			_, ok := passing(reg, "rating", inst.ID)
+			return !ok
+		})
+		t.Logf("critical %s after the last heartbeat (TTL 2s)", took.Round(10*time.Millisecond))
+		if err := reg.ReportHealthy(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "passing again after a heartbeat", func() bool {
+			_, ok := passing(reg, "rating", inst.ID)
+			return ok
+		})
+	})
+
+	t.Run("gone after Deregister", func(t *testing.T) {
+		if err := reg.Deregister(ctx, inst.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Instances(ctx, "rating"); !errors.Is(err, discovery.ErrNoInstances) {
+			t.Errorf("after Deregister: err = %v, want ErrNoInstances", err)
+		}
+		if err := reg.ReportHealthy(ctx, inst.ID); !errors.Is(err, discovery.ErrNotRegistered) {
+			t.Errorf("heartbeat of a deregistered instance: err = %v, want ErrNotRegistered", err)
+		}
+		if err := reg.Deregister(ctx, inst.ID); err != nil {
+			t.Errorf("second Deregister: %v", err)
+		}
+	})
+}
+
+func TestRegistrationSurvivesConsulRestart(t *testing.T) {
+	agent := devconsul.New(t)
+	reg := newRegistry(t, agent)
+	cfg := discovery.Config{TTL: 3 * time.Second, HeartbeatInterval: time.Second, DeregisterAfter: time.Minute, StartTimeout: 10 * time.Second}
+	inst := discovery.Instance{ID: discovery.NewInstanceID("metadata"), Service: "metadata", Host: "127.0.0.1", Port: 8091}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := discovery.Register(context.Background(), reg, inst, cfg, logger, discovery.NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(context.Background()) })
+
+	if err := agent.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := passing(reg, "metadata", inst.ID); ok {
+		t.Fatal("a restarted dev agent should have forgotten the instance")
+	}
+	// Within two heartbeat intervals, as the README promises.
+	took := waitFor(t, 2*cfg.HeartbeatInterval+time.Second, "instance registered again by itself", func() bool {
+		_, ok := passing(reg, "metadata", inst.ID)
+		return ok
+	})
+	t.Logf("listed again %s after the agent came back", took.Round(10*time.Millisecond))
+}
+
+func TestRegisterWaitsForLateConsul(t *testing.T) {
+	agent := devconsul.New(t)
+	reg := newRegistry(t, agent)
+	agent.Stop()
+
+	cfg := discovery.Config{TTL: 3 * time.Second, HeartbeatInterval: time.Second, DeregisterAfter: time.Minute, StartTimeout: 30 * time.Second}
+	inst := discovery.Instance{ID: discovery.NewInstanceID("rating"), Service: "rating", Host: "127.0.0.1", Port: 8093}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	done := make(chan error, 1)
+	go func() {
+		r, err := discovery.Register(context.Background(), reg, inst, cfg, logger, discovery.NewMetrics(prometheus.NewRegistry()))
+		if err == nil {
+			t.Cleanup(func() { r.Close(context.Background()) })
+		}
+		done <- err
+	}()
+	time.Sleep(time.Second) // Register is now retrying
+	if err := agent.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Register with a late Consul: %v", err)
+	}
+	if _, ok := passing(reg, "rating", inst.ID); !ok {
+		t.Error("instance not passing after a late registration")
+	}
+}
+
+func TestRegisterGivesUpOnUnreachableConsul(t *testing.T) {
+	agent := devconsul.New(t)
+	reg := newRegistry(t, agent)
+	agent.Stop()
+	cfg := discovery.Config{TTL: 3 * time.Second, HeartbeatInterval: time.Second, DeregisterAfter: time.Minute, StartTimeout: time.Second}
+	inst := discovery.Instance{ID: discovery.NewInstanceID("rating"), Service: "rating", Host: "127.0.0.1", Port: 8093}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, err := discovery.Register(context.Background(), reg, inst, cfg, logger, discovery.NewMetrics(prometheus.NewRegistry()))
+	if err == nil {
+		t.Fatal("Register succeeded with Consul down")
+	}
+	t.Logf("error: %v", err)
+}
