@@ -110,7 +110,7 @@ func Register(ctx context.Context, registry Registry, inst Instance, cfg Config,
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
-	logger.Info("registered", "instance_id", inst.ID, "addr", inst.Addr(), "ttl", cfg.TTL)
+	logger.Info("registered", "addr", inst.Addr(), "ttl", cfg.TTL)
 
 	hbCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	r.stop = stop
@@ -140,7 +140,7 @@ func (r *Registration) Close(ctx context.Context) error {
 		r.registered.Store(false)
 		r.metrics.registered.Set(0)
 		if err = r.registry.Deregister(ctx, r.inst.ID); err == nil {
-			r.log.Info("deregistered", "instance_id", r.inst.ID)
+			r.log.Info("deregistered")
 		}
 	})
 	return err
@@ -174,7 +174,7 @@ func (r *Registration) heartbeat(ctx context.Context) {
 			// The registry lost us (a restarted Consul dev agent keeps no
 			// state): register again rather than wait for a restart.
 			if err = r.register(callCtx, "reregister"); err == nil {
-				r.log.Warn("registry had forgotten this instance; registered again", "instance_id", r.inst.ID)
+				r.log.Warn("registry had forgotten this instance; registered again")
 			}
 		}
 		cancel()

@@ -82,7 +82,7 @@ type InstancerFunc func(service string) (sd.Instancer, error)
 func ConsulInstancers(ctx context.Context, client *consul.Client, logger *slog.Logger) InstancerFunc {
 	kc := ctxClient{Client: kitconsul.NewClient(client), ctx: ctx}
 	return func(service string) (sd.Instancer, error) {
-		return kitconsul.NewInstancer(kc, kitLogger(logger), service, nil, true), nil
+		return kitconsul.NewInstancer(kc, kitLogger(logger.With("target", service), slog.LevelWarn), service, nil, true), nil
 	}
 }
 

@@ -82,19 +82,28 @@ func (m upstreamMetrics) observe(err error, d time.Duration) {
 }
 
 // kitLogger adapts slog to the go-kit logger that go-kit's service discovery
-// logs through: lines with an "err" key are warnings, the rest debug.
-func kitLogger(l *slog.Logger) kitlog.Logger {
+// logs through: lines with an "err" key at errLevel, the rest at debug.
+// go-kit's own "service" and "tags" keys are dropped: the logger already
+// names the target, and "service" is this process's own name in our logs.
+func kitLogger(l *slog.Logger, errLevel slog.Level) kitlog.Logger {
 	return kitlog.LoggerFunc(func(keyvals ...any) error {
 		level := slog.LevelDebug
+		attrs := make([]any, 0, len(keyvals))
 		for i := 0; i+1 < len(keyvals); i += 2 {
-			if k, _ := keyvals[i].(string); k == "err" {
-				level = slog.LevelWarn
+			k, _ := keyvals[i].(string)
+			switch k {
+			case "service", "tags":
+				continue
+			case "err":
+				level = errLevel
 			}
-			if s, ok := keyvals[i+1].(fmt.Stringer); ok {
-				keyvals[i+1] = s.String()
+			v := keyvals[i+1]
+			if s, ok := v.(fmt.Stringer); ok {
+				v = s.String()
 			}
+			attrs = append(attrs, k, v)
 		}
-		l.Log(context.Background(), level, "service discovery", keyvals...)
+		l.Log(context.Background(), level, "service discovery", attrs...)
 		return nil
 	})
 }

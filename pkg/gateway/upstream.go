@@ -55,7 +55,8 @@ func (u *upstream) start() error {
 		return fmt.Errorf("watch %s instances: %w", u.name, err)
 	}
 	u.instancer = instancer
-	u.endpointer = sd.NewEndpointer(instancer, u.factory, kitLogger(u.log))
+	// The endpointer only repeats the instancer's errors: keep them at debug.
+	u.endpointer = sd.NewEndpointer(instancer, u.factory, kitLogger(u.log, slog.LevelDebug))
 	// The instancer sends to registered channels while holding its lock,
 	// so this one is buffered and always drained until deregistered.
 	u.events = make(chan sd.Event, 1)

@@ -197,7 +197,7 @@ func Run(ctx context.Context, app App) error {
 	if err := shutdown(cfg.ShutdownTimeout); err != nil {
 		logger.Warn("shutdown deadline passed with requests in flight", "err", err)
 	}
-	logger.Info("stopped", "shutdown_took", time.Since(start).Round(time.Millisecond))
+	logger.Info("stopped", "shutdown_took", time.Since(start).Round(time.Millisecond).String())
 	return failed
 }
 
