@@ -1,0 +1,244 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-kit/kit/sd"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"movieexample.com/pkg/requestid"
+)
+
+// backend is an httptest server standing in for one metadata instance.
+type backend struct {
+	*httptest.Server
+	hits atomic.Int64
+}
+
+func newBackend(t *testing.T, h http.HandlerFunc) *backend {
+	t.Helper()
+	b := &backend{}
+	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		h(w, r)
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (b *backend) addr() string { return strings.TrimPrefix(b.URL, "http://") }
+
+func okMetadata(w http.ResponseWriter, r *http.Request) {
+	io.WriteString(w, `{"id":"`+r.URL.Query().Get("id")+`","title":"Ikiru","description":"","director":"Akira Kurosawa"}`)
+}
+
+func status(code int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(code) }
+}
+
+// deadAddr returns an address where nothing listens: connection refused.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// newGateway returns a started Gateway whose metadata instances are addrs
+// and which has no rating instance.
+func newGateway(t *testing.T, cfg Config, addrs ...string) *Gateway {
+	t.Helper()
+	instancers := func(service string) (sd.Instancer, error) {
+		if service == "metadata" {
+			return fixedInstancer(addrs), nil
+		}
+		return fixedInstancer(nil), nil
+	}
+	g := New(cfg, instancers, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Stop)
+	return g
+}
+
+// fixedInstancer publishes a fixed set of instances. Unlike sd.FixedInstancer
+// it gives every subscriber its own copy of the slice, as go-kit's Consul
+// instancer does: the endpointer sorts the slice it receives in place.
+type fixedInstancer []string
+
+func (f fixedInstancer) Register(ch chan<- sd.Event) { ch <- sd.Event{Instances: slices.Clone(f)} }
+func (f fixedInstancer) Deregister(chan<- sd.Event)  {}
+func (f fixedInstancer) Stop()                       {}
+
+func TestSpreadsCallsOverInstances(t *testing.T) {
+	a, b := newBackend(t, okMetadata), newBackend(t, okMetadata)
+	g := newGateway(t, DefaultConfig(), a.addr(), b.addr())
+	for range 100 {
+		if _, err := g.Metadata(context.Background(), "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.hits.Load() == 0 || b.hits.Load() == 0 {
+		t.Errorf("hits = %d and %d over 100 calls: want both instances used", a.hits.Load(), b.hits.Load())
+	}
+}
+
+func TestRetriesFailedAttemptsOnAnotherInstance(t *testing.T) {
+	tests := []struct {
+		name string
+		sick func(t *testing.T) string // the failing instance's address
+	}{
+		{"connection refused", deadAddr},
+		{"5xx", func(t *testing.T) string { return newBackend(t, status(503)).addr() }},
+		{"attempt timeout", func(t *testing.T) string {
+			return newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+				case <-time.After(5 * time.Second):
+				}
+			}).addr()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			healthy := newBackend(t, okMetadata)
+			cfg := DefaultConfig()
+			cfg.AttemptTimeout = 100 * time.Millisecond
+			cfg.BreakerFailures = 0 // every call must go through the retry path
+			cfg.RetryRatio = 1      // and the budget, tested on its own, must not cut it short
+			g := newGateway(t, cfg, tt.sick(t), healthy.addr())
+			for i := range 20 {
+				if _, err := g.Metadata(context.Background(), "1"); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+func TestAnswersAreNotRetried(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    error
+	}{
+		{"404", status(404), ErrNotFound},
+		{"400", status(400), ErrBadResponse},
+		{"malformed body", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"id":`) }, ErrBadResponse},
+		{"body without title", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"id":"1"}`) }, ErrBadResponse},
+		{"oversized body", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"id":"1","title":"`+strings.Repeat("x", 1<<20)+`"}`)
+		}, ErrBadResponse},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBackend(t, tt.handler)
+			g := newGateway(t, DefaultConfig(), b.addr())
+			_, err := g.Metadata(context.Background(), "1")
+			if !errors.Is(err, tt.want) {
+				t.Errorf("err = %v, want %v", err, tt.want)
+			}
+			if got := b.hits.Load(); got != 1 {
+				t.Errorf("instance hit %d times, want 1 (an answer is not retried)", got)
+			}
+		})
+	}
+}
+
+func TestNoInstanceFailsFast(t *testing.T) {
+	g := newGateway(t, DefaultConfig())
+	if _, err := g.Metadata(context.Background(), "1"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("err = %v, want ErrUnavailable", err)
+	}
+	if err := g.Ready(); err == nil {
+		t.Error("Ready() = nil with no instance discovered")
+	}
+}
+
+func TestEveryInstanceFailingIsUnavailable(t *testing.T) {
+	g := newGateway(t, DefaultConfig(), deadAddr(t), deadAddr(t))
+	_, err := g.Metadata(context.Background(), "1")
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("err = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestCallerDeadlineIsUnavailableNotBareDeadline(t *testing.T) {
+	slow := newBackend(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	g := newGateway(t, DefaultConfig(), slow.addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := g.Metadata(ctx, "1")
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want ErrUnavailable wrapping context.DeadlineExceeded", err)
+	}
+}
+
+func TestBreakerEjectsFailingInstance(t *testing.T) {
+	sick := newBackend(t, status(500))
+	healthy := newBackend(t, okMetadata)
+	cfg := DefaultConfig()
+	cfg.BreakerFailures = 3
+	cfg.BreakerCooldown = time.Hour // no trial call during the test
+	g := newGateway(t, cfg, sick.addr(), healthy.addr())
+	for i := range 200 {
+		if _, err := g.Metadata(context.Background(), "1"); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if got := sick.hits.Load(); got != 3 {
+		t.Errorf("failing instance hit %d times over 200 calls, want 3 (then ejected)", got)
+	}
+}
+
+func TestRetryBudgetBoundsRetries(t *testing.T) {
+	sick := newBackend(t, status(500))
+	cfg := DefaultConfig()
+	cfg.BreakerFailures = 0
+	cfg.Backoff = 0
+	cfg.MinRetriesPerSecond = 0
+	g := newGateway(t, cfg, sick.addr())
+	const calls = 200
+	for range calls {
+		g.Metadata(context.Background(), "1")
+	}
+	retries := sick.hits.Load() - calls
+	// 20% of calls plus the initial reserve (MinRetriesPerSecond, 0 here).
+	if max := int64(calls*cfg.RetryRatio) + 1; retries > max {
+		t.Errorf("%d retries over %d calls, want at most %d", retries, calls, max)
+	}
+	if retries == 0 {
+		t.Error("no retry at all: the budget should allow some")
+	}
+}
+
+func TestForwardsRequestID(t *testing.T) {
+	var got atomic.Value
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get(requestid.Header))
+		okMetadata(w, r)
+	})
+	g := newGateway(t, DefaultConfig(), b.addr())
+	if _, err := g.Metadata(requestid.NewContext(context.Background(), "req-42"), "1"); err != nil {
+		t.Fatal(err)
+	}
+	if got.Load() != "req-42" {
+		t.Errorf("upstream saw request ID %q, want req-42", got.Load())
+	}
+}
