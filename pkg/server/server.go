@@ -206,17 +206,17 @@ func Run(ctx context.Context, app App) error {
 func handler(app App, ready func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", app.Handler)
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/health", Methods{http.MethodGet: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusOK, "ok", "")
-	})
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+	})})
+	mux.Handle("/ready", Methods{http.MethodGet: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := ready(); err != nil {
 			writeStatus(w, http.StatusServiceUnavailable, "not ready", err.Error())
 			return
 		}
 		writeStatus(w, http.StatusOK, "ready", "")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(app.Metrics, promhttp.HandlerOpts{Registry: app.Metrics}))
+	})})
+	mux.Handle("/metrics", Methods{http.MethodGet: promhttp.HandlerFor(app.Metrics, promhttp.HandlerOpts{Registry: app.Metrics})})
 	if app.Config.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
