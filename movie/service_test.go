@@ -24,7 +24,9 @@ type fakeMetadata struct {
 	err error
 }
 
-func (f fakeMetadata) Metadata(context.Context, string) (metadata.Metadata, error) { return f.md, f.err }
+func (f fakeMetadata) Metadata(context.Context, string) (metadata.Metadata, error) {
+	return f.md, f.err
+}
 
 type fakeRating struct {
 	agg rating.Aggregate
