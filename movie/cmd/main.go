@@ -66,9 +66,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// watcher backs off for up to a minute after a failed first query.
 		Start: func(context.Context) error { return g.Start() },
 		Ready: g.Ready,
+		// Stop the watchers first, then cancel the blocking queries they
+		// abandoned; the other order makes every watcher log a spurious
+		// "context canceled" error on its way out.
 		Stop: func() {
-			stopWatch()
 			g.Stop()
+			stopWatch()
 		},
 	})
 }
