@@ -39,14 +39,9 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-// single returns the one value of query parameter name; a missing or
-// repeated parameter is ErrInvalidArgument, so "id=1&id=2" is never read as
-// whichever comes first.
+// single returns the one value of query parameter name.
 func single(q url.Values, name string) (string, error) {
-	if len(q[name]) != 1 {
-		return "", fmt.Errorf("%w: exactly one %s query parameter is required", ErrInvalidArgument, name)
-	}
-	return q.Get(name), nil
+	return server.Single(q, name, ErrInvalidArgument)
 }
 
 func decodeKey(q url.Values) (Key, error) {

@@ -4,30 +4,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"movieexample.com/movie"
 	"movieexample.com/pkg/gateway"
 	"movieexample.com/pkg/server"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		stop()
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "movie:", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main("movie", run) }
 
 // run starts the service and blocks until ctx ends; tests call it directly.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {

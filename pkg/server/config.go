@@ -5,14 +5,18 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
@@ -235,4 +239,17 @@ func firstIPv4() string {
 		}
 	}
 	return "127.0.0.1"
+}
+
+// Main is the whole of a service's main function: it runs run with a
+// context that ends on SIGINT or SIGTERM, and exits 1 with the error if run
+// fails (0 for -h).
+func Main(service string, run func(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", service, err)
+		os.Exit(1)
+	}
 }

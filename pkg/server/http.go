@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -112,4 +113,14 @@ func DecodeJSON(r *http.Request, v any, invalid error) error {
 		return fmt.Errorf("%w: trailing data after the JSON body", invalid)
 	}
 	return nil
+}
+
+// Single returns the one value of query parameter name. A missing or repeated
+// parameter is invalid (wrapped), so "id=1&id=2" is never read as whichever
+// came first.
+func Single(q url.Values, name string, invalid error) (string, error) {
+	if len(q[name]) != 1 {
+		return "", fmt.Errorf("%w: exactly one %s query parameter is required", invalid, name)
+	}
+	return q.Get(name), nil
 }
