@@ -269,3 +269,27 @@ func TestDiscoveryLoadBalancingAndGracefulShutdown(t *testing.T) {
 		}
 	})
 }
+
+func TestMovieKeepsWorkingWhileConsulIsDown(t *testing.T) {
+	agent := devconsul.New(t)
+	start(t, agent, "metadata")
+	start(t, agent, "rating")
+	movie := start(t, agent, "movie")
+	waitFor(t, 30*time.Second, "full movie answer", func() bool {
+		a, err := getMovie(movie.Addr, "1")
+		return err == nil && a.Status == http.StatusOK && a.Rating != nil
+	})
+
+	agent.Stop()
+	// Movie keeps the instances it last knew: the API does not depend on
+	// Consul being up, only on the instances being there.
+	for i := range 50 {
+		a, err := getMovie(movie.Addr, "1")
+		if err != nil || a.Status != http.StatusOK || a.Rating == nil {
+			t.Fatalf("request %d with Consul down: %+v, %v; want a full 200", i, a, err)
+		}
+	}
+	if !strings.Contains(movie.Logs(), `"msg":"service discovery"`) {
+		t.Error("movie did not log that Consul became unreachable")
+	}
+}

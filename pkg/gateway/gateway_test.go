@@ -171,6 +171,14 @@ func TestNoInstanceFailsFast(t *testing.T) {
 	}
 }
 
+func TestCallBeforeStartIsUnavailable(t *testing.T) {
+	g := New(DefaultConfig(), func(string) (sd.Instancer, error) { return fixedInstancer(nil), nil },
+		slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if _, err := g.Rating(context.Background(), "1"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("err = %v, want ErrUnavailable", err)
+	}
+}
+
 func TestEveryInstanceFailingIsUnavailable(t *testing.T) {
 	g := newGateway(t, DefaultConfig(), deadAddr(t), deadAddr(t))
 	_, err := g.Metadata(context.Background(), "1")

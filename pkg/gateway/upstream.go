@@ -28,9 +28,12 @@ type upstream struct {
 	budget     *retryBudget
 	m          upstreamMetrics
 
-	instances  atomic.Int64 // discovered instances, for readiness
-	instancer  sd.Instancer
-	endpointer *sd.DefaultEndpointer
+	instances atomic.Int64 // discovered instances, for readiness
+	instancer sd.Instancer
+	// endpointer is set by start while requests may already be arriving
+	// (a service serves before it registers, and movie starts discovery
+	// only once registered): until then calls find no instance.
+	endpointer atomic.Pointer[sd.DefaultEndpointer]
 	events     chan sd.Event
 	quit       chan struct{}
 	watching   sync.WaitGroup
@@ -56,7 +59,7 @@ func (u *upstream) start() error {
 	}
 	u.instancer = instancer
 	// The endpointer only repeats the instancer's errors: keep them at debug.
-	u.endpointer = sd.NewEndpointer(instancer, u.factory, kitLogger(u.log, slog.LevelDebug))
+	u.endpointer.Store(sd.NewEndpointer(instancer, u.factory, kitLogger(u.log, slog.LevelDebug)))
 	// The instancer sends to registered channels while holding its lock,
 	// so this one is buffered and always drained until deregistered.
 	u.events = make(chan sd.Event, 1)
@@ -74,7 +77,7 @@ func (u *upstream) stop() {
 	u.instancer.Deregister(u.events)
 	close(u.quit)
 	u.watching.Wait()
-	u.endpointer.Close()
+	u.endpointer.Load().Close()
 	u.instancer.Stop()
 }
 
@@ -156,7 +159,10 @@ func (u *upstream) call(ctx context.Context, req any) (any, error) {
 
 func (u *upstream) try(ctx context.Context, req any) (any, error) {
 	u.budget.deposit()
-	eps, _ := u.endpointer.Endpoints() // errors only with InvalidateOnError, which is not set
+	var eps []endpoint.Endpoint
+	if e := u.endpointer.Load(); e != nil {
+		eps, _ = e.Endpoints() // errors only with InvalidateOnError, which is not set
+	}
 	n := len(eps)
 	if n == 0 {
 		return nil, fmt.Errorf("%w: no %s instance discovered", ErrUnavailable, u.name)
