@@ -130,10 +130,18 @@ func (p *Process) Kill() {
 
 // Wait waits up to within for the process to exit and returns its exit code.
 func (p *Process) Wait(within time.Duration) (int, error) {
+	t := time.NewTimer(within)
+	defer t.Stop()
+	// Check exited first: with within 0 both cases of the select below can
+	// be ready, and select would pick either.
 	select {
 	case <-p.exited:
-	case <-time.After(within):
-		return -1, fmt.Errorf("%s still running after %s", p.Service, within)
+	default:
+		select {
+		case <-p.exited:
+		case <-t.C:
+			return -1, fmt.Errorf("%s still running after %s", p.Service, within)
+		}
 	}
 	var ee *exec.ExitError
 	switch {
