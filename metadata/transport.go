@@ -3,7 +3,6 @@ package metadata
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -38,14 +37,18 @@ func statusOf(err error) int {
 }
 
 func decodeGetRequest(_ context.Context, r *http.Request) (any, error) {
-	q := r.URL.Query()
-	if len(q["id"]) != 1 {
-		return nil, fmt.Errorf("%w: exactly one id query parameter is required", ErrInvalidArgument)
+	q, err := server.Query(r, ErrInvalidArgument, "id")
+	if err != nil {
+		return nil, err
 	}
 	return GetRequest{ID: q.Get("id")}, nil
 }
 
 func decodePutRequest(_ context.Context, r *http.Request) (any, error) {
+	// The ID is in the body: a query parameter would only be ignored.
+	if _, err := server.Query(r, ErrInvalidArgument); err != nil {
+		return nil, err
+	}
 	var m Metadata
 	if err := server.DecodeJSON(r, &m, ErrInvalidArgument); err != nil {
 		return nil, err

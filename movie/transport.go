@@ -3,7 +3,6 @@ package movie
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -38,9 +37,9 @@ func statusOf(err error) int {
 }
 
 func decodeGetRequest(_ context.Context, r *http.Request) (any, error) {
-	q := r.URL.Query()
-	if len(q["id"]) != 1 {
-		return nil, fmt.Errorf("%w: exactly one id query parameter is required", ErrInvalidArgument)
+	q, err := server.Query(r, ErrInvalidArgument, "id")
+	if err != nil {
+		return nil, err
 	}
 	return GetRequest{ID: q.Get("id")}, nil
 }
