@@ -1,8 +1,10 @@
-// Package acl runs movieapp's real binaries against a Consul agent that
-// enforces ACLs with default_policy "deny": with the minimal token per
-// service everything works as without ACLs; with a token that lacks a
-// permission a service says so plainly instead of retrying in silence.
-package acl
+// Package secureconsul runs movieapp's real binaries against a locked-down
+// Consul agent. With ACLs enabled and default_policy "deny", the minimal
+// token per service is enough for everything to work as without ACLs, and a
+// token that lacks a permission makes a service say so plainly instead of
+// retrying in silence. With TLS and client certificates, the standard
+// CONSUL_* variables are all a service needs.
+package secureconsul
 
 import (
 	"bytes"
@@ -104,6 +106,18 @@ func token(t *testing.T, mgmt *consul.Client, name, rules string) string {
 
 var client = &http.Client{Timeout: 5 * time.Second}
 
+// env returns the environment for a service: the CONSUL_* variables of the
+// test's own environment blanked (a developer's CONSUL_HTTP_TOKEN must not
+// turn "no token" into "the developer's token"), then kv.
+func env(kv ...string) []string {
+	blank := []string{
+		consul.HTTPTokenEnvName + "=", consul.HTTPTokenFileEnvName + "=", consul.HTTPAuthEnvName + "=",
+		consul.HTTPSSLEnvName + "=", consul.HTTPSSLVerifyEnvName + "=", consul.HTTPTLSServerName + "=",
+		consul.HTTPCAFile + "=", consul.HTTPCAPath + "=", consul.HTTPClientCert + "=", consul.HTTPClientKey + "=",
+	}
+	return append(blank, kv...)
+}
+
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -117,11 +131,11 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 
 // start runs service with env until the test ends, and checks at the end
 // that it stopped cleanly and never logged a secret.
-func start(t *testing.T, agent *devconsul.Agent, service string, env []string, secrets ...string) *cluster.Process {
+func start(t *testing.T, agent *devconsul.Agent, service string, environ []string, secrets ...string) *cluster.Process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p, err := cluster.Start(ctx, binDir, service, agent.Addr, env)
+	p, err := cluster.Start(ctx, binDir, service, agent.Addr, environ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,9 +181,9 @@ func TestServicesWithMinimalTokens(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(tokens["rating"]+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start(t, agent, "metadata", []string{consul.HTTPTokenEnvName + "=" + tokens["metadata"]}, tokens["metadata"])
-	rating := start(t, agent, "rating", []string{consul.HTTPTokenFileEnvName + "=" + tokenFile}, tokens["rating"])
-	movie := start(t, agent, "movie", []string{consul.HTTPTokenEnvName + "=" + tokens["movie"]}, tokens["movie"])
+	start(t, agent, "metadata", env(consul.HTTPTokenEnvName+"="+tokens["metadata"]), tokens["metadata"])
+	rating := start(t, agent, "rating", env(consul.HTTPTokenFileEnvName+"="+tokenFile), tokens["rating"])
+	movie := start(t, agent, "movie", env(consul.HTTPTokenEnvName+"="+tokens["movie"]), tokens["movie"])
 
 	waitFor(t, 30*time.Second, "movie ready", func() bool {
 		code, _ := ready(movie.Addr)
@@ -210,15 +224,16 @@ func TestServicesWithMinimalTokens(t *testing.T) {
 	waitFor(t, 10*time.Second, "stopped rating leaves the catalog", func() bool { return passing("rating") == 0 })
 }
 
-// runToExit runs service and returns its exit code and stderr, failing the
-// test if it does not exit within a minute.
-func runToExit(t *testing.T, agent *devconsul.Agent, service string, env ...string) (int, string) {
+// runToExit runs service against the Consul agent at consulAddr and returns
+// its exit code and stderr, failing the test if it does not exit within a
+// minute.
+func runToExit(t *testing.T, service, consulAddr string, environ []string, extra ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, service),
-		"-host", "127.0.0.1", "-port", "0", "-consul-addr", agent.Addr, "-log-format", "json")
-	cmd.Env = append(os.Environ(), env...)
+	args := append([]string{"-host", "127.0.0.1", "-port", "0", "-consul-addr", consulAddr, "-log-format", "json"}, extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, service), args...)
+	cmd.Env = append(os.Environ(), environ...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -239,13 +254,13 @@ func TestTokenWithoutServiceWrite(t *testing.T) {
 		name string
 		env  []string
 	}{
-		{"no token", nil},
-		{"token without service:write", []string{consul.HTTPTokenEnvName + "=" + readOnly}},
-		{"unknown token", []string{consul.HTTPTokenEnvName + "=6f1b2c3d-0000-4000-8000-000000000000"}},
+		{"no token", env()},
+		{"token without service:write", env(consul.HTTPTokenEnvName + "=" + readOnly)},
+		{"unknown token", env(consul.HTTPTokenEnvName + "=6f1b2c3d-0000-4000-8000-000000000000")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, stderr := runToExit(t, agent, "metadata", tt.env...)
+			code, stderr := runToExit(t, "metadata", agent.Addr, tt.env)
 			if code == 0 {
 				t.Fatalf("exit code 0, want non-zero; stderr:\n%s", stderr)
 			}
@@ -268,11 +283,11 @@ func TestTokenWithoutServiceWrite(t *testing.T) {
 
 func TestMovieTokenWithoutServiceRead(t *testing.T) {
 	agent, mgmt := aclAgent(t)
-	start(t, agent, "metadata", []string{consul.HTTPTokenEnvName + "=" + token(t, mgmt, "metadata", policies["metadata"])})
-	start(t, agent, "rating", []string{consul.HTTPTokenEnvName + "=" + token(t, mgmt, "rating", policies["rating"])})
+	start(t, agent, "metadata", env(consul.HTTPTokenEnvName+"="+token(t, mgmt, "metadata", policies["metadata"])))
+	start(t, agent, "rating", env(consul.HTTPTokenEnvName+"="+token(t, mgmt, "rating", policies["rating"])))
 	// movie may register itself, but not read its upstreams.
 	movieToken := token(t, mgmt, "movie-write-only", `service "movie" { policy = "write" }`)
-	movie := start(t, agent, "movie", []string{consul.HTTPTokenEnvName + "=" + movieToken}, movieToken)
+	movie := start(t, agent, "movie", env(consul.HTTPTokenEnvName+"="+movieToken), movieToken)
 
 	var reason string
 	waitFor(t, 30*time.Second, "movie not ready for lack of permission", func() bool {
