@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,4 +84,40 @@ func Status(t testing.TB, r *http.Request, code int, want ...int) {
 		}
 	}
 	t.Fatalf("%s %s: status %d, want one of %v", r.Method, r.URL, code, want)
+}
+
+// Accepted checks that a request answered with something other than a 400
+// had a query string that deserved it: well formed, with exactly the
+// parameters in rules, each once, each value passing its rule. It returns
+// the parsed query.
+func Accepted(t testing.TB, r *http.Request, code int, rules map[string]func(string) bool) url.Values {
+	t.Helper()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil || len(q) != len(rules) {
+		t.Fatalf("query %q answered %d, want 400", r.URL.RawQuery, code)
+	}
+	for name, valid := range rules {
+		if len(q[name]) != 1 || !valid(q.Get(name)) {
+			t.Fatalf("query %q answered %d, want 400 for its %s", r.URL.RawQuery, code, name)
+		}
+	}
+	return q
+}
+
+// Get serves GET path?rawQuery with h for a read endpoint, whose answers
+// are 200, 400 or 404, and checks it as Serve and Accepted do. ok is false
+// when there is nothing more to check: net/http would refuse the request,
+// or it was answered 400.
+func Get(t testing.TB, h http.Handler, path, rawQuery string, rules map[string]func(string) bool) (rec *httptest.ResponseRecorder, q url.Values, ok bool) {
+	t.Helper()
+	r, ok := Request(http.MethodGet, path, rawQuery, "", nil)
+	if !ok {
+		return nil, nil, false
+	}
+	rec = Serve(t, h, r)
+	Status(t, r, rec.Code, http.StatusOK, http.StatusBadRequest, http.StatusNotFound)
+	if rec.Code == http.StatusBadRequest {
+		return rec, nil, false
+	}
+	return rec, Accepted(t, r, rec.Code, rules), true
 }
