@@ -106,8 +106,8 @@ func DecodeJSON(r *http.Request, v any, invalid error) error {
 		}
 		return fmt.Errorf("%w: reading the body: %w", invalid, err)
 	}
-	// checkKeys also rejects malformed JSON and trailing data, before
-	// encoding/json sees a body it would read differently.
+	// checkKeys also rejects malformed JSON, trailing garbage included,
+	// before encoding/json sees a body other parsers would read differently.
 	if err := checkKeys(body); err != nil {
 		var syntax *json.SyntaxError
 		switch {
