@@ -40,11 +40,7 @@ FUZZ_TARGETS := ./metadata:FuzzGet ./metadata:FuzzPut ./rating:FuzzGet ./rating:
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s); a failing input is saved under the package's testdata/fuzz
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 ## lint: go vet, gofmt, and staticcheck when it is installed
 lint:
