@@ -8,7 +8,7 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all build test lint run consul consul-bin prometheus-bin clean
+.PHONY: all build test fuzz lint run consul consul-bin prometheus-bin clean
 
 all: build
 
@@ -32,6 +32,15 @@ $(PROMETHEUS): tools/prometheus/go.mod tools/prometheus/go.sum
 ## test: every test, under -race, against a real Consul
 test: $(CONSUL)
 	$(GO) test -race -count=1 ./...
+
+# Fuzz targets as package:Target. `go test -fuzz` runs one target at a time.
+FUZZTIME     ?= 20s
+FUZZ_TARGETS := ./metadata:FuzzGet ./metadata:FuzzPut ./rating:FuzzGet ./rating:FuzzPut ./movie:FuzzGet \
+                ./pkg/gateway:FuzzDecodeMetadata ./pkg/gateway:FuzzDecodeRating
+
+## fuzz: run each fuzz target for FUZZTIME (default 20s); a failing input is saved under the package's testdata/fuzz
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

@@ -37,14 +37,18 @@ func statusOf(err error) int {
 }
 
 func decodeGetRequest(_ context.Context, r *http.Request) (any, error) {
-	id, err := server.Single(r.URL.Query(), "id", ErrInvalidArgument)
+	q, err := server.Query(r, ErrInvalidArgument, "id")
 	if err != nil {
 		return nil, err
 	}
-	return GetRequest{ID: id}, nil
+	return GetRequest{ID: q.Get("id")}, nil
 }
 
 func decodePutRequest(_ context.Context, r *http.Request) (any, error) {
+	// The ID is in the body: a query parameter would only be ignored.
+	if _, err := server.Query(r, ErrInvalidArgument); err != nil {
+		return nil, err
+	}
 	var m Metadata
 	if err := server.DecodeJSON(r, &m, ErrInvalidArgument); err != nil {
 		return nil, err

@@ -90,8 +90,14 @@ func (s service) Get(ctx context.Context, id string) (Details, error) {
 	if err != nil {
 		return Details{}, fromGateway(err)
 	}
+	// An answer about another movie is as unusable as a malformed one.
+	if md.ID != id {
+		return Details{}, fmt.Errorf("%w: asked for %q, got %q", ErrBadGateway, id, md.ID)
+	}
 	d := Details{Metadata: md}
 	switch {
+	case ratErr == nil && agg.ID != id:
+		d.Partial = []string{PartRating}
 	case ratErr == nil:
 		d.Rating = &agg.Average
 	case errors.Is(ratErr, gateway.ErrNotFound):

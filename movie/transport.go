@@ -37,9 +37,9 @@ func statusOf(err error) int {
 }
 
 func decodeGetRequest(_ context.Context, r *http.Request) (any, error) {
-	id, err := server.Single(r.URL.Query(), "id", ErrInvalidArgument)
+	q, err := server.Query(r, ErrInvalidArgument, "id")
 	if err != nil {
 		return nil, err
 	}
-	return GetRequest{ID: id}, nil
+	return GetRequest{ID: q.Get("id")}, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 
 	httptransport "github.com/go-kit/kit/transport/http"
@@ -39,48 +38,23 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-// single returns the one value of query parameter name.
-func single(q url.Values, name string) (string, error) {
-	return server.Single(q, name, ErrInvalidArgument)
-}
-
-func decodeKey(q url.Values) (Key, error) {
-	id, err := single(q, "id")
-	if err != nil {
-		return Key{}, err
-	}
-	typ, err := single(q, "type")
-	if err != nil {
-		return Key{}, err
-	}
-	return Key{Type: RecordType(typ), ID: id}, nil
-}
-
 func decodeGetRequest(_ context.Context, r *http.Request) (any, error) {
-	key, err := decodeKey(r.URL.Query())
+	q, err := server.Query(r, ErrInvalidArgument, "id", "type")
 	if err != nil {
 		return nil, err
 	}
-	return GetRequest{Key: key}, nil
+	return GetRequest{Key: Key{Type: RecordType(q.Get("type")), ID: q.Get("id")}}, nil
 }
 
 func decodePutRequest(_ context.Context, r *http.Request) (any, error) {
-	q := r.URL.Query()
-	key, err := decodeKey(q)
+	q, err := server.Query(r, ErrInvalidArgument, "id", "type", "userId", "value")
 	if err != nil {
 		return nil, err
 	}
-	user, err := single(q, "userId")
-	if err != nil {
-		return nil, err
-	}
-	raw, err := single(q, "value")
-	if err != nil {
-		return nil, err
-	}
-	value, err := strconv.Atoi(raw)
+	value, err := strconv.Atoi(q.Get("value"))
 	if err != nil {
 		return nil, fmt.Errorf("%w: value must be an integer from %d to %d", ErrInvalidArgument, MinValue, MaxValue)
 	}
-	return PutRequest{Key: key, UserID: user, Value: value}, nil
+	key := Key{Type: RecordType(q.Get("type")), ID: q.Get("id")}
+	return PutRequest{Key: key, UserID: q.Get("userId"), Value: value}, nil
 }

@@ -23,12 +23,7 @@ import (
 func metadataFactory(client *http.Client, cfg Config) sd.Factory {
 	return factory(client, "/metadata", func(id string) string {
 		return "id=" + url.QueryEscape(id)
-	}, decode(cfg.MaxResponseBytes, func(m metadata.Metadata) error {
-		if m.ID == "" || m.Title == "" {
-			return fmt.Errorf("metadata without id or title")
-		}
-		return nil
-	}))
+	}, decode(cfg.MaxResponseBytes, checkMetadata))
 }
 
 // ratingFactory builds the endpoint for one rating instance: a movie ID in,
@@ -36,12 +31,19 @@ func metadataFactory(client *http.Client, cfg Config) sd.Factory {
 func ratingFactory(client *http.Client, cfg Config) sd.Factory {
 	return factory(client, "/rating", func(id string) string {
 		return "type=" + string(rating.RecordTypeMovie) + "&id=" + url.QueryEscape(id)
-	}, decode(cfg.MaxResponseBytes, func(a rating.Aggregate) error {
-		if a.Count < 1 || math.IsNaN(a.Average) || a.Average < rating.MinValue || a.Average > rating.MaxValue {
-			return fmt.Errorf("rating %v over %d ratings is out of range", a.Average, a.Count)
-		}
-		return nil
-	}))
+	}, decode(cfg.MaxResponseBytes, checkAggregate))
+}
+
+// checkMetadata accepts only metadata the metadata service itself would
+// store: an upstream answer is not trusted further than a client's request.
+func checkMetadata(m metadata.Metadata) error { return m.Validate() }
+
+// checkAggregate accepts only an average a set of valid ratings can have.
+func checkAggregate(a rating.Aggregate) error {
+	if a.Count < 1 || math.IsNaN(a.Average) || a.Average < rating.MinValue || a.Average > rating.MaxValue {
+		return fmt.Errorf("rating %v over %d ratings is out of range", a.Average, a.Count)
+	}
+	return nil
 }
 
 func factory(client *http.Client, path string, query func(id string) string, dec httptransport.DecodeResponseFunc) sd.Factory {

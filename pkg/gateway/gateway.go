@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-kit/kit/sd"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"movieexample.com/metadata"
+	"movieexample.com/pkg/discovery"
 	"movieexample.com/rating"
 )
 
@@ -95,7 +97,24 @@ type ctxClient struct {
 }
 
 func (c ctxClient) Service(service, tag string, passingOnly bool, q *consul.QueryOptions) ([]*consul.ServiceEntry, *consul.QueryMeta, error) {
-	return c.Client.Service(service, tag, passingOnly, q.WithContext(c.ctx))
+	entries, meta, err := c.Client.Service(service, tag, passingOnly, q.WithContext(c.ctx))
+	return entries, meta, aclError(service, entries, meta, err)
+}
+
+// aclError turns Consul's two ways of refusing a read into
+// discovery.ErrPermissionDenied: a 403 (an unknown token) and, since Consul
+// answers a token lacking service:read or node:read with a 200 and every
+// entry filtered out, an empty answer flagged as filtered by ACLs.
+func aclError(service string, entries []*consul.ServiceEntry, meta *consul.QueryMeta, err error) error {
+	var se consul.StatusError
+	switch {
+	case errors.As(err, &se) && se.Code == http.StatusForbidden:
+		return fmt.Errorf("%w: reading %s instances: %s", discovery.ErrPermissionDenied, service, strings.TrimSpace(se.Body))
+	case err == nil && len(entries) == 0 && meta != nil && meta.ResultsFilteredByACLs:
+		return fmt.Errorf("%w: Consul hid every %s instance from this token, which needs service:read on %q and node:read",
+			discovery.ErrPermissionDenied, service, service)
+	}
+	return err
 }
 
 // Gateway reaches the metadata and rating services.
@@ -133,11 +152,17 @@ func (g *Gateway) Stop() {
 	g.rating.stop()
 }
 
-// Ready returns an error naming each upstream with no discovered instance.
+// Ready returns an error naming each upstream with no discovered instance,
+// with the last discovery error if there is one (wrapping
+// discovery.ErrPermissionDenied when Consul's ACLs refuse the lookup).
 func (g *Gateway) Ready() error {
 	var errs []error
 	for _, u := range []*upstream{g.metadata, g.rating} {
 		if u.instances.Load() == 0 {
+			if err := u.discoveryErr(); err != nil {
+				errs = append(errs, fmt.Errorf("no %s instance discovered: %w", u.name, err))
+				continue
+			}
 			errs = append(errs, fmt.Errorf("no %s instance discovered", u.name))
 		}
 	}

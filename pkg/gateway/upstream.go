@@ -37,6 +37,10 @@ type upstream struct {
 	events     chan sd.Event
 	quit       chan struct{}
 	watching   sync.WaitGroup
+
+	// lastErr is the last discovery error, nil since the last success:
+	// readiness says why no instance is known.
+	lastErr atomic.Pointer[error]
 }
 
 func newUpstream(name string, cfg Config, instancers InstancerFunc, f sd.Factory, m *metrics, logger *slog.Logger) *upstream {
@@ -92,8 +96,10 @@ func (u *upstream) watch() {
 			return
 		case ev := <-u.events:
 			if ev.Err != nil {
+				u.lastErr.Store(&ev.Err)
 				continue
 			}
+			u.lastErr.Store(nil)
 			n := int64(len(ev.Instances))
 			if old := u.instances.Swap(n); old != n {
 				u.log.Info("discovered instances changed", "count", n, "instances", ev.Instances)
@@ -101,6 +107,15 @@ func (u *upstream) watch() {
 			u.m.instances.Set(float64(n))
 		}
 	}
+}
+
+// discoveryErr returns the last discovery error, or nil if the last lookup
+// succeeded.
+func (u *upstream) discoveryErr() error {
+	if p := u.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // withBreaker gives every instance's endpoint a circuit breaker of its own,

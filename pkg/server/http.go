@@ -1,13 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -90,37 +91,50 @@ func (m Methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // DecodeJSON decodes a JSON request body into v, strictly: the content type
-// must be JSON, the body at most MaxBodyBytes, with no unknown field and
-// nothing after the value. It returns ErrUnsupportedMediaType,
-// ErrBodyTooLarge, or invalid (wrapped) for any other malformed body.
+// must be JSON (or absent), the body at most MaxBodyBytes, with no unknown
+// field, no key twice in one object and nothing after the value. It returns
+// ErrUnsupportedMediaType, ErrBodyTooLarge, or invalid (wrapped, with the
+// reason) for any other malformed body.
 func DecodeJSON(r *http.Request, v any, invalid error) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+	if !isJSON(r.Header.Get("Content-Type")) {
 		return ErrUnsupportedMediaType
 	}
-	// go-kit decoders get no ResponseWriter; with a nil one MaxBytesReader
-	// still caps the read, it only cannot ask the server to close the
-	// connection, which the 413 we answer makes unnecessary.
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return ErrBodyTooLarge
+	body, err := readBody(r)
+	if err != nil {
+		if errors.Is(err, ErrBodyTooLarge) {
+			return err
+		}
+		return fmt.Errorf("%w: reading the body: %w", invalid, err)
+	}
+	// checkKeys also rejects malformed JSON, trailing garbage included,
+	// before encoding/json sees a body other parsers would read differently.
+	if err := checkKeys(body); err != nil {
+		var syntax *json.SyntaxError
+		switch {
+		case errors.Is(err, errDuplicateKey):
+			return fmt.Errorf("%w: %w in the JSON body", invalid, err)
+		case errors.As(err, &syntax):
+			return fmt.Errorf("%w: malformed JSON body at byte %d", invalid, syntax.Offset)
 		}
 		return fmt.Errorf("%w: malformed JSON body", invalid)
 	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return fmt.Errorf("%w: empty body, a JSON object is expected", invalid)
+		case errors.As(err, &typ) && typ.Field == "":
+			return fmt.Errorf("%w: the JSON body must be an object", invalid)
+		case errors.As(err, &typ):
+			return fmt.Errorf("%w: field %.64q must not be a JSON %s", invalid, typ.Field, typ.Value)
+		}
+		// What is left is encoding/json's `unknown field "x"`.
+		return fmt.Errorf("%w: %s", invalid, strings.TrimPrefix(err.Error(), "json: "))
+	}
 	if dec.More() {
-		return fmt.Errorf("%w: trailing data after the JSON body", invalid)
+		return fmt.Errorf("%w: more than one JSON value in the body", invalid)
 	}
 	return nil
-}
-
-// Single returns the one value of query parameter name. A missing or repeated
-// parameter is invalid (wrapped), so "id=1&id=2" is never read as whichever
-// came first.
-func Single(q url.Values, name string, invalid error) (string, error) {
-	if len(q[name]) != 1 {
-		return "", fmt.Errorf("%w: exactly one %s query parameter is required", invalid, name)
-	}
-	return q.Get(name), nil
 }

@@ -162,6 +162,10 @@ func Run(ctx context.Context, app App) error {
 			logger.Info("stopped before registering")
 			return nil
 		}
+		if errors.Is(err, discovery.ErrPermissionDenied) {
+			return fmt.Errorf("the Consul token lacks permission to register %s: it needs service:write on %q "+
+				"(pass the token in CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE): %w", cfg.Service, cfg.Service, err)
+		}
 		return fmt.Errorf("register in Consul at %s: %w", cfg.ConsulAddr, err)
 	}
 	reg.Store(r)
