@@ -7,12 +7,14 @@ import (
 	"testing"
 
 	"movieexample.com/internal/storetest"
+	"movieexample.com/rating"
 )
 
 // BenchmarkRepository measures each store's read (Aggregate: AVG and COUNT
 // over one of 100 records' 50 ratings) and write (Put, an upsert) throughput
-// from parallel goroutines, as one instance's concurrent requests would be.
-// Reads run first, on the same data however long the benchmark runs:
+// from parallel goroutines, as one instance's concurrent requests would be,
+// and writes spread over two instances. Reads run first, on the same data
+// however long the benchmark runs:
 //
 //	go test -run '^$' -bench Repository -benchtime 3s ./rating/
 //	make bench-store   # the same with a throwaway PostgreSQL
@@ -41,19 +43,26 @@ func BenchmarkRepository(b *testing.B) {
 					}
 				})
 			})
-			b.Run("write", func(b *testing.B) {
-				var n atomic.Int64
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						i := n.Add(1)
-						// New users mostly, and some replaced ratings.
-						user := fmt.Sprint("writer", i%5000)
-						if err := repo.Put(ctx, movie(fmt.Sprint("bench", i%records)), user, int(i%5)+1); err != nil {
-							b.Fatal(err)
+			write := func(repos ...rating.Repository) func(b *testing.B) {
+				return func(b *testing.B) {
+					var n atomic.Int64
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							i := n.Add(1)
+							// New users mostly, and some replaced ratings.
+							user := fmt.Sprint("writer", i%5000)
+							err := repos[i%int64(len(repos))].Put(ctx, movie(fmt.Sprint("bench", i%records)), user, int(i%5)+1)
+							if err != nil {
+								b.Fatal(err)
+							}
 						}
-					}
-				})
-			})
+					})
+				}
+			}
+			b.Run("write", write(repo))
+			// Two instances on one database: for SQLite, two writer
+			// connections that take turns on the file lock.
+			b.Run("write-2-instances", write(repo, open(b, c)))
 		})
 	}
 }
