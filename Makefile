@@ -8,7 +8,7 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all build test fuzz lint run consul consul-bin prometheus-bin clean
+.PHONY: all build test test-postgres bench-store fuzz lint run consul consul-bin prometheus-bin clean
 
 all: build
 
@@ -29,9 +29,18 @@ $(PROMETHEUS): tools/prometheus/go.mod tools/prometheus/go.sum
 	@mkdir -p $(BIN)
 	cd tools/prometheus && $(GO) build -o ../../$(PROMETHEUS) github.com/prometheus/prometheus/cmd/prometheus
 
-## test: every test, under -race, against a real Consul
+## test: every test, under -race, against a real Consul; PostgreSQL tests skip unless TEST_POSTGRES_URL is set
 test: $(CONSUL)
+	@if [ -z "$$TEST_POSTGRES_URL" ]; then echo "NOTE: PostgreSQL tests will be SKIPPED (TEST_POSTGRES_URL unset); 'make test-postgres' runs them against a throwaway server"; fi
 	$(GO) test -race -count=1 ./...
+
+## test-postgres: `make test` with a throwaway PostgreSQL server on loopback (PostgreSQL must be installed)
+test-postgres: $(CONSUL)
+	scripts/with-postgres.sh $(MAKE) test
+
+## bench-store: read and write throughput of the memory, SQLite and PostgreSQL stores
+bench-store:
+	scripts/with-postgres.sh $(GO) test -run '^$$' -bench Repository -benchtime 3s ./rating/
 
 # Fuzz targets as package:Target. `go test -fuzz` runs one target at a time.
 FUZZTIME     ?= 20s

@@ -17,6 +17,10 @@ var (
 	// ErrInvalidArgument means the request is malformed; the wrapping error
 	// says how.
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrUnavailable means the store could not answer now (locked by
+	// other writers past its busy timeout, unreachable, restarting); the
+	// same request may succeed later or on another instance.
+	ErrUnavailable = errors.New("metadata store unavailable")
 )
 
 // Metadata describes one movie.
@@ -49,7 +53,8 @@ func (m Metadata) Validate() error {
 	return nil
 }
 
-// Repository stores metadata.
+// Repository stores metadata. Its methods return ErrUnavailable (wrapped)
+// when the store cannot answer now.
 type Repository interface {
 	// Get returns ErrNotFound if id is unknown.
 	Get(ctx context.Context, id string) (Metadata, error)
@@ -60,9 +65,11 @@ type Repository interface {
 // Service is the metadata business API.
 type Service interface {
 	// Get returns the metadata of movie id: ErrInvalidArgument for a
-	// malformed id, ErrNotFound for an unknown one.
+	// malformed id, ErrNotFound for an unknown one, ErrUnavailable when the
+	// store cannot answer now.
 	Get(ctx context.Context, id string) (Metadata, error)
-	// Put creates or replaces m; ErrInvalidArgument if m is malformed.
+	// Put creates or replaces m; ErrInvalidArgument if m is malformed,
+	// ErrUnavailable when the store cannot answer now.
 	Put(ctx context.Context, m Metadata) error
 }
 

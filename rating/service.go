@@ -17,6 +17,10 @@ var (
 	// ErrInvalidArgument means the request is malformed; the wrapping error
 	// says how.
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrUnavailable means the store could not answer now (locked by
+	// other writers past its busy timeout, unreachable, restarting); the
+	// same request may succeed later or on another instance.
+	ErrUnavailable = errors.New("rating store unavailable")
 )
 
 // RecordType is the kind of thing rated.
@@ -25,7 +29,8 @@ type RecordType string
 // RecordTypeMovie is the only record type so far.
 const RecordTypeMovie RecordType = "movie"
 
-// Rating values are whole stars from MinValue to MaxValue.
+// Rating values are whole stars from MinValue to MaxValue. The ratings
+// table's CHECK constraint repeats them: changing them takes a migration.
 const (
 	MinValue = 1
 	MaxValue = 5
@@ -45,23 +50,26 @@ type Aggregate struct {
 	Count   int        `json:"count"`
 }
 
-// Repository stores ratings, one per user and record.
+// Repository stores ratings, one per user and record. Its methods return
+// ErrUnavailable (wrapped) when the store cannot answer now.
 type Repository interface {
 	// Put records user's value for key, replacing that user's earlier one.
 	Put(ctx context.Context, key Key, userID string, value int) error
-	// Aggregate returns the average of key's ratings, or ErrNotFound if it
-	// has none.
+	// Aggregate returns the average and number of key's ratings, or
+	// ErrNotFound if it has none.
 	Aggregate(ctx context.Context, key Key) (Aggregate, error)
 }
 
 // Service is the rating business API.
 type Service interface {
 	// Get returns the average rating of key: ErrInvalidArgument for a
-	// malformed key, ErrNotFound when nobody rated it yet.
+	// malformed key, ErrNotFound when nobody rated it yet, ErrUnavailable
+	// when the store cannot answer now.
 	Get(ctx context.Context, key Key) (Aggregate, error)
 	// Put records user's rating of key (replacing their earlier one) and
 	// returns the new average; ErrInvalidArgument for a malformed key, user
-	// or value outside MinValue..MaxValue.
+	// or value outside MinValue..MaxValue, ErrUnavailable when the store
+	// cannot answer now.
 	Put(ctx context.Context, key Key, userID string, value int) (Aggregate, error)
 }
 
