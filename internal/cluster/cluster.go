@@ -61,11 +61,16 @@ type Process struct {
 
 // Start runs the service binary from dir against the Consul agent at
 // consulAddr on a free loopback port and waits until it has registered.
-// extra flags and env (KEY=VALUE) are added to the defaults.
+// extra flags and env (KEY=VALUE) are added to the defaults; the store is
+// in memory unless env sets DATABASE_URL.
 func Start(ctx context.Context, dir, service, consulAddr string, env []string, extra ...string) (*Process, error) {
 	args := append([]string{"-host", "127.0.0.1", "-port", "0", "-consul-addr", consulAddr, "-log-format", "json"}, extra...)
 	cmd := exec.Command(filepath.Join(dir, service), args...)
-	cmd.Env = append(os.Environ(), env...)
+	// The store defaults to memory so that a test or harness never writes
+	// to the user's own database (the services default to a shared SQLite
+	// file in the user's data directory, and a developer may have
+	// DATABASE_URL set); a caller that wants a shared store passes one in env.
+	cmd.Env = append(append(os.Environ(), "DATABASE_URL=memory"), env...)
 	// A harness killed mid-way must not leave services running.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
@@ -130,10 +135,18 @@ func (p *Process) Kill() {
 
 // Wait waits up to within for the process to exit and returns its exit code.
 func (p *Process) Wait(within time.Duration) (int, error) {
+	t := time.NewTimer(within)
+	defer t.Stop()
+	// Check exited first: with within 0 both cases of the select below can
+	// be ready, and select would pick either.
 	select {
 	case <-p.exited:
-	case <-time.After(within):
-		return -1, fmt.Errorf("%s still running after %s", p.Service, within)
+	default:
+		select {
+		case <-p.exited:
+		case <-t.C:
+			return -1, fmt.Errorf("%s still running after %s", p.Service, within)
+		}
 	}
 	var ee *exec.ExitError
 	switch {
