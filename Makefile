@@ -8,7 +8,7 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all build test test-postgres bench-store fuzz lint run consul consul-bin prometheus-bin clean
+.PHONY: all build test test-postgres bench-store fuzz lint run consul consul-bin prometheus-bin prometheus prometheus-image clean
 
 all: build
 
@@ -23,14 +23,37 @@ $(CONSUL): tools/consul/go.mod tools/consul/go.sum
 	@mkdir -p $(BIN)
 	cd tools/consul && $(GO) build -o ../../$(CONSUL) github.com/hashicorp/consul
 
-## prometheus-bin: build the Prometheus server the observability test uses
+## prometheus-bin: build the Prometheus server the observability test uses (once per machine, about 3 minutes)
+# Static, so the same binary runs on scratch in docker/prometheus's image.
+# Without npm there are no web UI assets: the HTTP API and /metrics work, the
+# UI pages do not (the official prom/prometheus image has them).
 prometheus-bin: $(PROMETHEUS)
 $(PROMETHEUS): tools/prometheus/go.mod tools/prometheus/go.sum
 	@mkdir -p $(BIN)
-	cd tools/prometheus && $(GO) build -o ../../$(PROMETHEUS) github.com/prometheus/prometheus/cmd/prometheus
+	cd tools/prometheus && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o ../../$(PROMETHEUS) github.com/prometheus/prometheus/cmd/prometheus
 
-## test: every test, under -race, against a real Consul; PostgreSQL tests skip unless TEST_POSTGRES_URL is set
-test: $(CONSUL)
+## prometheus: Prometheus on http://127.0.0.1:9090 scraping every instance registered in the Consul
+## on 127.0.0.1:8500 (the one `make run` starts), with prometheus/prometheus.yml
+prometheus: $(PROMETHEUS)
+	@mkdir -p $(BIN)/prometheus-data
+	sed 's/server: consul:8500/server: 127.0.0.1:8500/' prometheus/prometheus.yml > $(BIN)/prometheus.yml
+	$(PROMETHEUS) --config.file=$(BIN)/prometheus.yml --storage.tsdb.path=$(BIN)/prometheus-data \
+	  --web.listen-address=127.0.0.1:9090
+
+## prometheus-image: the Prometheus image for docker-compose from bin/prometheus; pulls nothing
+## (then: PROMETHEUS_IMAGE=movieapp/prometheus docker-compose up)
+prometheus-image: docker/prometheus/prometheus
+	docker build -t movieapp/prometheus docker/prometheus
+
+# The image runs bin/prometheus itself, which must be a static linux binary.
+docker/prometheus/prometheus: $(PROMETHEUS)
+	@$(GO) version -m $(PROMETHEUS) | grep -q 'CGO_ENABLED=0' && $(GO) version -m $(PROMETHEUS) | grep -q 'GOOS=linux' || { \
+	  echo "$(PROMETHEUS) is not a static linux binary and cannot run on scratch: rm $(PROMETHEUS) && make prometheus-bin" >&2; exit 1; }
+	cp -L $(PROMETHEUS) $@
+
+## test: every test, under -race, against a real Consul and a real Prometheus; PostgreSQL tests skip
+## unless TEST_POSTGRES_URL is set
+test: $(CONSUL) $(PROMETHEUS)
 	@if [ -z "$$TEST_POSTGRES_URL" ]; then echo "NOTE: PostgreSQL tests will be SKIPPED (TEST_POSTGRES_URL unset); 'make test-postgres' runs them against a throwaway server"; fi
 	$(GO) test -race -count=1 ./...
 
@@ -68,4 +91,4 @@ run: $(CONSUL) build
 	scripts/run.sh
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) docker/prometheus/prometheus

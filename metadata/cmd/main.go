@@ -37,6 +37,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Config:  cfg,
 		Logger:  logger,
 		Handler: metadata.NewHTTPHandler(metadata.MakeEndpoints(svc), logger),
-		Metrics: server.NewMetricsRegistry(cfg.Service),
+		Metrics: server.NewMetricsRegistry(),
 	})
 }

@@ -34,13 +34,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	metrics := server.NewMetricsRegistry(cfg.Service)
+	metrics := server.NewMetricsRegistry()
 	// Discovery is bound to its own context, ended after the server has
 	// shut down, so in-flight requests keep their instances to the end.
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
 	g := gateway.New(gw, gateway.ConsulInstancers(watchCtx, consul, logger), logger, metrics)
-	svc := movie.NewService(g, g)
+	svc := movie.NewService(g, movie.LogRatingFailures(g, logger))
 	return server.Run(ctx, server.App{
 		Config:  cfg,
 		Logger:  logger,

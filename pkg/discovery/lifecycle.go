@@ -48,10 +48,12 @@ type Metrics struct {
 	registered    prometheus.Gauge
 }
 
-// NewMetrics registers the lifecycle metrics with r.
+// NewMetrics registers the lifecycle metrics with r. It panics if r already
+// has them, as prometheus.MustRegister does: give every instance a registry
+// of its own.
 func NewMetrics(r prometheus.Registerer) *Metrics {
 	f := promauto.With(r)
-	return &Metrics{
+	m := &Metrics{
 		heartbeats: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "movieapp", Subsystem: "discovery", Name: "heartbeats_total",
 			Help: "TTL heartbeats sent to the registry, by result (ok, failed).",
@@ -65,6 +67,16 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 			Help: "1 while this instance believes it is registered and passing, 0 otherwise.",
 		}),
 	}
+	// Every series exists from the start at 0, so that rate() and alerts
+	// see the first failure or re-registration as an increase rather than
+	// as a series appearing.
+	for _, result := range []string{"ok", "failed"} {
+		m.heartbeats.WithLabelValues(result)
+	}
+	for _, reason := range []string{"initial", "reregister"} {
+		m.registrations.WithLabelValues(reason)
+	}
+	return m
 }
 
 // Registration is a registered instance whose TTL is being renewed in the

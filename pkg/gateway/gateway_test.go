@@ -74,7 +74,19 @@ func newGateway(t *testing.T, cfg Config, addrs ...string) *Gateway {
 		t.Fatal(err)
 	}
 	t.Cleanup(g.Stop)
-	return g
+	// go-kit's endpointer takes the instancer's first event on a goroutine
+	// of its own: wait until it has made the endpoints.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		eps, _ := g.metadata.endpointer.Load().Endpoints()
+		if len(eps) == len(addrs) {
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d metadata endpoints after 5s, want %d", len(eps), len(addrs))
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // fixedInstancer publishes a fixed set of instances. Unlike sd.FixedInstancer

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,13 +35,18 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// route returns the mux pattern that served r, never the raw path: label
-// values stay bounded whatever paths clients send.
+// route returns the path of the mux pattern that served r, never the raw
+// path: label values stay bounded whatever paths clients send. A pattern's
+// method ("GET /health") is dropped, since the method has a label of its own.
 func route(r *http.Request) string {
-	if r.Pattern == "" || r.Pattern == "/" {
+	p := r.Pattern
+	if i := strings.IndexByte(p, ' '); i >= 0 {
+		p = strings.TrimLeft(p[i:], " \t")
+	}
+	if p == "" || p == "/" {
 		return "unmatched"
 	}
-	return r.Pattern
+	return p
 }
 
 // httpMetrics are the request metrics every service exports.
@@ -49,8 +55,13 @@ type httpMetrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newHTTPMetrics(r prometheus.Registerer, service string) *httpMetrics {
-	f := promauto.With(prometheus.WrapRegistererWith(prometheus.Labels{"service": service}, r))
+// newHTTPMetrics registers the request metrics with r. They carry no service
+// or instance label: which service and instance answered are target labels,
+// which Prometheus adds from Consul (prometheus/prometheus.yml), as the
+// Prometheus guidelines ask; a service label of our own would collide with
+// them and come out renamed exported_service.
+func newHTTPMetrics(r prometheus.Registerer) *httpMetrics {
+	f := promauto.With(r)
 	return &httpMetrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "movieapp", Subsystem: "http", Name: "requests_total",
@@ -64,9 +75,10 @@ func newHTTPMetrics(r prometheus.Registerer, service string) *httpMetrics {
 	}
 }
 
-// instrument counts and times every request. It must wrap the ServeMux
-// directly: the mux records the matched pattern on the *http.Request it is
-// given, and a middleware in between that copied the request would hide it.
+// instrument counts and times every request, and logs it when accessLog is
+// set. Nothing between it and the ServeMux may copy the request (as
+// r.WithContext does): the mux records the matched pattern on the
+// *http.Request it is given, and a copy would hide it.
 func (m *httpMetrics) instrument(accessLog bool, logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -81,7 +93,7 @@ func (m *httpMetrics) instrument(accessLog bool, logger *slog.Logger, next http.
 		m.duration.WithLabelValues(rt, method).Observe(elapsed.Seconds())
 		if accessLog {
 			logger.InfoContext(r.Context(), "request", "method", r.Method, "route", rt, "path", r.URL.Path,
-				"status", sw.status, "duration", elapsed, "remote", r.RemoteAddr)
+				"status", sw.status, "duration_ms", float64(elapsed.Microseconds())/1000, "remote", r.RemoteAddr)
 		}
 	})
 }

@@ -61,14 +61,15 @@ type App struct {
 
 // NewMetricsRegistry returns a registry of its own (two servers in one test
 // process must not collide in a global one) with the Go and process
-// collectors and movieapp_build_info.
-func NewMetricsRegistry(service string) *prometheus.Registry {
+// collectors and movieapp_build_info. No metric carries the service name:
+// Prometheus adds it, with the instance ID, as target labels from Consul.
+func NewMetricsRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "movieapp", Name: "build_info",
 		Help: "Always 1; the labels say which build is running.",
-	}, []string{"service", "version", "goversion"}).WithLabelValues(service, Version, runtime.Version()).Set(1)
+	}, []string{"version", "goversion"}).WithLabelValues(Version, runtime.Version()).Set(1)
 	return reg
 }
 
@@ -228,9 +229,11 @@ func handler(app App, ready func() error) http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	m := newHTTPMetrics(app.Metrics, app.Config.Service)
-	h := m.instrument(app.Config.AccessLog, app.Logger, mux)
-	return requestid.Middleware(recoverPanics(app.Logger, h))
+	// Panics are recovered inside the instrumentation, so the 500 they turn
+	// into is counted and access-logged like any other answer.
+	m := newHTTPMetrics(app.Metrics)
+	h := recoverPanics(app.Logger, mux)
+	return requestid.Middleware(m.instrument(app.Config.AccessLog, app.Logger, h))
 }
 
 type statusBody struct {

@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"movieexample.com/internal/devconsul"
+	"movieexample.com/internal/metricstest"
+	"movieexample.com/pkg/discovery"
+)
+
+// consulGateway returns a started Gateway that discovers its upstreams in a
+// real Consul dev agent, the registry to add and remove instances with, and
+// the Prometheus registry holding the gateway's metrics.
+func consulGateway(t *testing.T) (*Gateway, *discovery.Consul, *prometheus.Registry) {
+	t.Helper()
+	agent := devconsul.New(t)
+	client, err := agent.Client("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	reg := prometheus.NewRegistry()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g := New(DefaultConfig(), ConsulInstancers(ctx, client, logger), logger, reg)
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		g.Stop()
+		cancel()
+	})
+	return g, discovery.NewConsul(client), reg
+}
+
+// registerAt adds an instance of service at the address of srv.
+func registerAt(t *testing.T, r *discovery.Consul, service string, srv *httptest.Server) discovery.Instance {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	inst := discovery.Instance{ID: discovery.NewInstanceID(service), Service: service, Host: host, Port: p}
+	if err := r.Register(context.Background(), inst, time.Minute, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return inst
+}
+
+func upstreamServer(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true within 30s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestInstancesGaugeFollowsConsul(t *testing.T) {
+	g, consul, reg := consulGateway(t)
+	instances := func(target string) float64 {
+		v, ok := metricstest.Gather(t, reg).Value("movieapp_gateway_upstream_instances", map[string]string{"target": target})
+		if !ok {
+			t.Fatalf("no movieapp_gateway_upstream_instances{target=%q}", target)
+		}
+		return v
+	}
+	ok := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"id":"1","title":"t"}`) }
+
+	if n := instances("metadata"); n != 0 {
+		t.Fatalf("instances{metadata} = %v with none registered, want 0", n)
+	}
+	a := registerAt(t, consul, "metadata", upstreamServer(t, ok))
+	eventually(t, "instances{metadata} == 1 after one joined", func() bool { return instances("metadata") == 1 })
+	b := registerAt(t, consul, "metadata", upstreamServer(t, ok))
+	eventually(t, "instances{metadata} == 2 after a second joined", func() bool { return instances("metadata") == 2 })
+	if n := instances("rating"); n != 0 {
+		t.Errorf("instances{rating} = %v, want 0: none registered", n)
+	}
+	if err := g.Ready(); err == nil {
+		t.Error("Ready() = nil with no rating instance")
+	}
+
+	if err := consul.Deregister(context.Background(), a.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "instances{metadata} == 1 after one left", func() bool { return instances("metadata") == 1 })
+	if err := consul.Deregister(context.Background(), b.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "instances{metadata} == 0 after both left", func() bool { return instances("metadata") == 0 })
+}
+
+func TestUpstreamCallMetrics(t *testing.T) {
+	g, consul, reg := consulGateway(t)
+	registerAt(t, consul, "metadata", upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("id") {
+		case "missing":
+			http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
+		case "garbled":
+			io.WriteString(w, `{"id":`)
+		default:
+			io.WriteString(w, `{"id":"1","title":"t"}`)
+		}
+	}))
+	// The second instance always fails: calls that land on it are
+	// retried on the first.
+	registerAt(t, consul, "metadata", upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	eventually(t, "both metadata instances discovered", func() bool { return g.metadata.instances.Load() == 2 })
+
+	ctx := context.Background()
+	const calls = 20
+	for range calls {
+		if _, err := g.Metadata(ctx, "1"); err != nil {
+			t.Fatalf("Metadata: %v (one healthy instance should always answer)", err)
+		}
+	}
+	g.Metadata(ctx, "missing")
+	g.Metadata(ctx, "garbled")
+	g.Rating(ctx, "1") // no rating instance at all
+
+	m := metricstest.Gather(t, reg)
+	for _, tt := range []struct {
+		target, outcome string
+		want            float64
+	}{
+		{"metadata", "ok", calls},
+		{"metadata", "bad_response", 1},
+		{"rating", "unavailable", 1},
+		{"rating", "ok", 0},
+	} {
+		labels := map[string]string{"target": tt.target, "outcome": tt.outcome}
+		if got, _ := m.Value("movieapp_gateway_upstream_requests_total", labels); got != tt.want {
+			t.Errorf("upstream_requests_total%v = %v, want %v", labels, got, tt.want)
+		}
+	}
+	// "missing" may be answered by the healthy instance at once (404) or
+	// after a retry; either way it is one not_found call.
+	if got, _ := m.Value("movieapp_gateway_upstream_requests_total", map[string]string{"target": "metadata", "outcome": "not_found"}); got != 1 {
+		t.Errorf("upstream_requests_total{metadata,not_found} = %v, want 1", got)
+	}
+	if got, _ := m.Value("movieapp_gateway_upstream_request_duration_seconds", map[string]string{"target": "metadata"}); got != calls+2 {
+		t.Errorf("duration observations for metadata = %v, want %v (one per call, retries included)", got, calls+2)
+	}
+	// With one of two instances failing, about half the calls hit it first
+	// and were retried; none at all would mean retries are not counted.
+	if got, _ := m.Value("movieapp_gateway_upstream_retries_total", map[string]string{"target": "metadata"}); got < 1 {
+		t.Errorf("upstream_retries_total{metadata} = %v, want at least 1", got)
+	}
+	if problems := m.Lint(t, "movieapp_"); len(problems) > 0 {
+		t.Errorf("promlint: %v", problems)
+	}
+}
