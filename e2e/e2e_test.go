@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,42 +22,14 @@ import (
 	"movieexample.com/pkg/discovery"
 )
 
-var binDir string
+var binDir string // the binaries built by TestMain
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "movieapp-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	if err := cluster.Build(context.Background(), dir, true); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { cluster.TestMain(m, &binDir) }
 
-// start runs one service instance for the test and stops it at cleanup,
-// printing its logs if the test failed.
+// start runs one service instance for the test, stopped at cleanup.
 func start(t *testing.T, agent *devconsul.Agent, service string, extra ...string) *cluster.Process {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p, err := cluster.Start(ctx, binDir, service, agent.Addr, nil, extra...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.Stop()
-		if t.Failed() {
-			t.Logf("%s %s logs:\n%s", service, p.InstanceID, p.Logs())
-		}
-	})
-	return p
+	return cluster.StartForTest(t, binDir, service, agent.Addr, nil, extra...)
 }
 
 var client = &http.Client{Timeout: 5 * time.Second}

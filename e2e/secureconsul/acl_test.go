@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,24 +24,9 @@ import (
 	"movieexample.com/internal/devconsul"
 )
 
-var binDir string
+var binDir string // the binaries built by TestMain
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "movieapp-acl-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	if err := cluster.Build(context.Background(), dir, true); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { cluster.TestMain(m, &binDir) }
 
 // Policies are the minimal rules each service needs; the README's Security
 // section shows the same ones.
