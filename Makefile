@@ -18,10 +18,12 @@ build:
 	for s in $(SERVICES); do CGO_ENABLED=0 $(GO) build -o $(BIN)/$$s ./$$s/cmd || exit 1; done
 
 ## consul-bin: build the Consul agent the tests and `make run` use (once per machine, about 3 minutes)
+# Static, as HashiCorp's releases are: the same binary then runs on scratch in
+# the Consul image that `make images` builds.
 consul-bin: $(CONSUL)
 $(CONSUL): tools/consul/go.mod tools/consul/go.sum
 	@mkdir -p $(BIN)
-	cd tools/consul && $(GO) build -o ../../$(CONSUL) github.com/hashicorp/consul
+	cd tools/consul && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o ../../$(CONSUL) github.com/hashicorp/consul
 
 ## prometheus-bin: build the Prometheus server the observability test uses
 prometheus-bin: $(PROMETHEUS)
