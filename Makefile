@@ -1,5 +1,6 @@
 # movieapp: `make run` starts Consul and one instance of each service;
-# `make test` runs every test under the race detector against a real Consul.
+# `make test` runs every test under the race detector against a real Consul;
+# `make images` builds the container images from binaries built here.
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
@@ -8,7 +9,7 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all build test lint run consul consul-bin prometheus-bin clean
+.PHONY: all build test lint run consul consul-bin prometheus-bin images clean
 
 all: build
 
@@ -49,5 +50,25 @@ consul: $(CONSUL)
 run: $(CONSUL) build
 	scripts/run.sh
 
+## images: the three service images and a Consul image, from binaries built on this machine;
+## pulls nothing (then: CONSUL_IMAGE=movieapp/consul docker-compose up)
+MOVIEAPP_TAG ?= latest
+VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+images: docker/consul/consul
+	for s in $(SERVICES); do \
+	  CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w -X movieexample.com/pkg/server.Version=$(VERSION)' \
+	    -o docker/prebuilt/$$s/service ./$$s/cmd && \
+	  docker build --target prebuilt --build-arg SERVICE=$$s --build-arg VERSION=$(VERSION) -t movieapp/$$s:$(MOVIEAPP_TAG) . \
+	  || exit 1; \
+	done
+	docker build -t movieapp/consul:$(MOVIEAPP_TAG) docker/consul
+
+# The Consul image runs bin/consul itself, which must then be a static linux
+# binary (a bin/consul built before consul-bin built it static is not).
+docker/consul/consul: $(CONSUL)
+	@$(GO) version -m $(CONSUL) | grep -q 'CGO_ENABLED=0' && $(GO) version -m $(CONSUL) | grep -q 'GOOS=linux' || { \
+	  echo "$(CONSUL) is not a static linux binary and cannot run on scratch: rm $(CONSUL) && make consul-bin" >&2; exit 1; }
+	cp -L $(CONSUL) $@
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) docker/prebuilt/*/service docker/consul/consul
