@@ -32,8 +32,9 @@ $(PROMETHEUS): tools/prometheus/go.mod tools/prometheus/go.sum
 	@mkdir -p $(BIN)
 	cd tools/prometheus && $(GO) build -o ../../$(PROMETHEUS) github.com/prometheus/prometheus/cmd/prometheus
 
-## test: every test, under -race, against a real Consul
+## test: every test, under -race, against a real Consul (and a real Docker engine for e2e/compose)
 test: $(CONSUL)
+	@docker info >/dev/null 2>&1 || echo "WARNING: no Docker engine answers: the docker-compose end-to-end test (e2e/compose) will be SKIPPED (with CI=true it fails)" >&2
 	$(GO) test -race -count=1 ./...
 
 ## lint: go vet, gofmt, and staticcheck when it is installed
