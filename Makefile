@@ -9,7 +9,7 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all build test lint run consul consul-bin prometheus-bin images clean
+.PHONY: all build test lint run consul consul-bin prometheus-bin clean
 
 all: build
 
@@ -55,6 +55,7 @@ run: $(CONSUL) build
 ## pulls nothing (then: CONSUL_IMAGE=movieapp/consul docker-compose up)
 MOVIEAPP_TAG ?= latest
 VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+.PHONY: images
 images: docker/consul/consul
 	for s in $(SERVICES); do \
 	  CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w -X movieexample.com/pkg/server.Version=$(VERSION)' \
