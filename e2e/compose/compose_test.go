@@ -492,12 +492,8 @@ func (s *stack) running() map[string][]container {
 // service's port, under a "<service>-<uuid v4>" ID.
 func (s *stack) checkRegistered(service string, cs []container) {
 	s.t.Helper()
-	entries, _, err := s.consul.Health().Service(service, "", true, nil)
-	if err != nil {
-		s.t.Fatal(err)
-	}
 	var got, want []string
-	for _, e := range entries {
+	for _, e := range s.entries(service, true) {
 		rest, ok := strings.CutPrefix(e.Service.ID, service+"-")
 		if u, err := uuid.Parse(rest); !ok || err != nil || u.Version() != 4 || len(rest) != 36 {
 			s.t.Errorf("%s instance ID %q, want %s-<uuid v4>", service, e.Service.ID, service)
@@ -514,29 +510,32 @@ func (s *stack) checkRegistered(service string, cs []container) {
 	}
 }
 
-// instanceIDs returns the IDs of the service's instances in Consul: the
+// entries returns the service's instances in Consul with their checks: the
 // passing ones, or every registered one.
-func (s *stack) instanceIDs(service string, passing bool) []string {
+func (s *stack) entries(service string, passing bool) []*consul.ServiceEntry {
 	s.t.Helper()
 	entries, _, err := s.consul.Health().Service(service, "", passing, nil)
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	return entries
+}
+
+// instanceIDs returns the IDs of the service's instances in Consul: the
+// passing ones, or every registered one.
+func (s *stack) instanceIDs(service string, passing bool) []string {
+	s.t.Helper()
 	var ids []string
-	for _, e := range entries {
+	for _, e := range s.entries(service, passing) {
 		ids = append(ids, e.Service.ID)
 	}
 	return ids
 }
 
-// instanceAt returns the ID of the service's instance registered at ip.
+// instanceAt returns the ID of the service's passing instance at ip.
 func (s *stack) instanceAt(service, ip string) string {
 	s.t.Helper()
-	entries, _, err := s.consul.Health().Service(service, "", true, nil)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	for _, e := range entries {
+	for _, e := range s.entries(service, true) {
 		if e.Service.Address == ip {
 			return e.Service.ID
 		}
@@ -548,11 +547,7 @@ func (s *stack) instanceAt(service, ip string) string {
 // status returns the aggregated health of an instance, "" if unknown.
 func (s *stack) status(service, id string) string {
 	s.t.Helper()
-	entries, _, err := s.consul.Health().Service(service, "", false, nil)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	for _, e := range entries {
+	for _, e := range s.entries(service, false) {
 		if e.Service.ID == id {
 			return e.Checks.AggregatedStatus()
 		}
