@@ -172,6 +172,16 @@ func TestCompose(t *testing.T) {
 		})
 		s.waitServed(load, load.served()+100)
 		load.stop(t)
+		// How movie got around the dead instance, to read when a request
+		// did fail.
+		for _, m := range []string{
+			`movieapp_gateway_upstream_retries_total{target="metadata"}`,
+			`movieapp_gateway_upstream_retry_budget_exhausted_total{target="metadata"}`,
+			`movieapp_gateway_upstream_ejections_total{target="metadata"}`,
+			`movieapp_gateway_upstream_requests_total{outcome="unavailable",target="metadata"}`,
+		} {
+			t.Logf("%s %v", m, s.movieMetric(m))
+		}
 	}
 
 	// 5. down stops every running instance, which deregisters before Consul
@@ -586,6 +596,7 @@ type movieAnswer struct {
 	} `json:"metadata"`
 	Rating  *float64 `json:"rating"`
 	Partial []string `json:"partial"`
+	Error   string   `json:"error"`
 }
 
 var client = &http.Client{Timeout: 10 * time.Second}
