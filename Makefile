@@ -1,5 +1,6 @@
 # movieapp: `make run` starts Consul and one instance of each service;
-# `make test` runs every test under the race detector against a real Consul.
+# `make test` runs every test under the race detector against a real Consul;
+# `make images` builds the container images from binaries built here.
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
@@ -18,10 +19,12 @@ build:
 	for s in $(SERVICES); do CGO_ENABLED=0 $(GO) build -o $(BIN)/$$s ./$$s/cmd || exit 1; done
 
 ## consul-bin: build the Consul agent the tests and `make run` use (once per machine, about 3 minutes)
+# Static, as HashiCorp's releases are: the same binary then runs on scratch in
+# the Consul image that `make images` builds.
 consul-bin: $(CONSUL)
 $(CONSUL): tools/consul/go.mod tools/consul/go.sum
 	@mkdir -p $(BIN)
-	cd tools/consul && $(GO) build -o ../../$(CONSUL) github.com/hashicorp/consul
+	cd tools/consul && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o ../../$(CONSUL) github.com/hashicorp/consul
 
 ## prometheus-bin: build the Prometheus server the observability test uses (once per machine, about 3 minutes)
 # Static, so the same binary runs on scratch in docker/prometheus's image.
@@ -43,7 +46,7 @@ prometheus: $(PROMETHEUS)
 ## prometheus-image: the Prometheus image for docker-compose from bin/prometheus; pulls nothing
 ## (then: PROMETHEUS_IMAGE=movieapp/prometheus docker-compose up)
 prometheus-image: docker/prometheus/prometheus
-	docker build -t movieapp/prometheus docker/prometheus
+	docker build -t movieapp/prometheus:$(MOVIEAPP_TAG) docker/prometheus
 
 # The image runs bin/prometheus itself, which must be a static linux binary.
 docker/prometheus/prometheus: $(PROMETHEUS)
@@ -51,9 +54,10 @@ docker/prometheus/prometheus: $(PROMETHEUS)
 	  echo "$(PROMETHEUS) is not a static linux binary and cannot run on scratch: rm $(PROMETHEUS) && make prometheus-bin" >&2; exit 1; }
 	cp -L $(PROMETHEUS) $@
 
-## test: every test, under -race, against a real Consul and a real Prometheus; PostgreSQL tests skip
-## unless TEST_POSTGRES_URL is set
+## test: every test, under -race, against a real Consul, a real Prometheus and the real Docker engine
+## (e2e/compose); PostgreSQL tests skip unless TEST_POSTGRES_URL is set (see test-postgres)
 test: $(CONSUL) $(PROMETHEUS)
+	@docker info >/dev/null 2>&1 || echo "WARNING: no Docker engine answers: the docker-compose end-to-end test (e2e/compose) will be SKIPPED (with CI=true it fails)" >&2
 	@if [ -z "$$TEST_POSTGRES_URL" ]; then echo "NOTE: PostgreSQL tests will be SKIPPED (TEST_POSTGRES_URL unset); 'make test-postgres' runs them against a throwaway server"; fi
 	$(GO) test -race -count=1 ./...
 
@@ -90,5 +94,27 @@ consul: $(CONSUL)
 run: $(CONSUL) build
 	scripts/run.sh
 
+## images: the three service images, a Consul and a Prometheus image, from binaries built on this
+## machine; pulls nothing (then: CONSUL_IMAGE=movieapp/consul PROMETHEUS_IMAGE=movieapp/prometheus docker-compose up)
+MOVIEAPP_TAG ?= latest
+VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+.PHONY: images
+images: docker/consul/consul docker/prometheus/prometheus
+	for s in $(SERVICES); do \
+	  CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w -X movieexample.com/pkg/server.Version=$(VERSION)' \
+	    -o docker/prebuilt/$$s/service ./$$s/cmd && \
+	  docker build --target prebuilt --build-arg SERVICE=$$s --build-arg VERSION=$(VERSION) -t movieapp/$$s:$(MOVIEAPP_TAG) . \
+	  || exit 1; \
+	done
+	docker build -t movieapp/consul:$(MOVIEAPP_TAG) docker/consul
+	docker build -t movieapp/prometheus:$(MOVIEAPP_TAG) docker/prometheus
+
+# The Consul image runs bin/consul itself, which must then be a static linux
+# binary (a bin/consul built before consul-bin built it static is not).
+docker/consul/consul: $(CONSUL)
+	@$(GO) version -m $(CONSUL) | grep -q 'CGO_ENABLED=0' && $(GO) version -m $(CONSUL) | grep -q 'GOOS=linux' || { \
+	  echo "$(CONSUL) is not a static linux binary and cannot run on scratch: rm $(CONSUL) && make consul-bin" >&2; exit 1; }
+	cp -L $(CONSUL) $@
+
 clean:
-	rm -rf $(BIN) docker/prometheus/prometheus
+	rm -rf $(BIN) docker/prometheus/prometheus docker/prebuilt/*/service docker/consul/consul
