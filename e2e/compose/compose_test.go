@@ -76,17 +76,25 @@ func TestCompose(t *testing.T) {
 	}
 	s.waitFor(2*time.Minute, "every container healthy", func() bool {
 		cs := s.containers()
-		if len(cs) != 6 {
+		if len(cs) != 7 {
 			return false
 		}
 		for _, c := range cs {
-			if c.health() != "healthy" {
+			switch c.health() {
+			case "healthy":
+			case "none":
+				// Prometheus: its image has no shell or probe to run a
+				// healthcheck with, so running is all it can tell.
+				if c.service() != "prometheus" || !c.State.Running {
+					return false
+				}
+			default:
 				return false
 			}
 		}
 		return true
 	})
-	t.Logf("all 6 containers healthy %s after up", time.Since(start).Round(time.Millisecond))
+	t.Logf("all 7 containers up (6 with a healthcheck healthy) %s after up", time.Since(start).Round(time.Millisecond))
 
 	// 2. Consul lists every instance at its own container address.
 	byService := s.running()
@@ -183,6 +191,9 @@ func TestCompose(t *testing.T) {
 			t.Logf("%s %v", m, s.movieMetric(m))
 		}
 	}
+
+	// The replicas of rating share one store that outlives a restart.
+	s.checkSharedStore()
 
 	// 5. down stops every running instance, which deregisters before Consul
 	// itself stops, and leaves nothing behind. The killed instance stays
@@ -349,8 +360,114 @@ func run(ctx context.Context, timeout time.Duration, dir string, env []string, n
 
 // run runs a compose command in the test's project.
 func (s *stack) run(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
-	full := slices.Concat(s.command[1:], []string{"-p", s.project, "-f", filepath.Join(s.root, "docker-compose.yml")}, args)
+	return s.runWith(ctx, timeout, "", args...)
+}
+
+// runWith runs a compose command with override (a compose file applied over
+// docker-compose.yml) unless it is empty.
+func (s *stack) runWith(ctx context.Context, timeout time.Duration, override string, args ...string) (string, error) {
+	files := []string{"-f", filepath.Join(s.root, "docker-compose.yml")}
+	if override != "" {
+		files = append(files, "-f", override)
+	}
+	full := slices.Concat(s.command[1:], []string{"-p", s.project}, files, args)
 	return run(ctx, timeout, s.root, s.env, s.command[0], full...)
+}
+
+// checkSharedStore writes a rating through one rating replica and reads it
+// back through the other, through movie, and again after `restart rating`:
+// the replicas share the SQLite file on the service's named volume. The
+// replicas are recreated with publish-rating.yml to reach each one directly
+// on a loopback port.
+func (s *stack) checkSharedStore() {
+	t := s.t
+	t.Helper()
+	over := filepath.Join(s.root, "e2e", "compose", "testdata", "publish-rating.yml")
+	before := s.instanceIDs("rating", true)
+	s.mustWith(over, 3*time.Minute, "up", "-d", "--no-build", "--no-deps", "--scale", "rating=2", "rating")
+	s.waitFor(2*time.Minute, "two new rating instances passing", func() bool {
+		ids := s.instanceIDs("rating", true)
+		return len(ids) == 2 && !slices.Contains(ids, before[0]) && !slices.Contains(ids, before[len(before)-1])
+	})
+	const movieID = "5" // seeded without ratings
+	addrs := s.ratingAddrs(over)
+	if got := s.rating(http.MethodPut, addrs[0], "id="+movieID+"&type=movie&userId=compose-e2e&value=2"); got != 2 {
+		t.Fatalf("PUT through %s: rating %v, want 2", addrs[0], got)
+	}
+	for _, addr := range addrs {
+		if got := s.rating(http.MethodGet, addr, "id="+movieID+"&type=movie"); got != 2 {
+			t.Errorf("GET through %s after a PUT through %s: rating %v, want 2", addr, addrs[0], got)
+		}
+	}
+	s.waitFor(30*time.Second, "movie reaches both new rating instances", func() bool {
+		return s.movieMetric(`movieapp_gateway_upstream_instances{target="rating"}`) == 2
+	})
+	for i := range 20 {
+		a, err := s.getMovie(movieID)
+		if err != nil || a.Rating == nil || *a.Rating != 2 {
+			t.Fatalf("GET /movie?id=%s #%d = %+v, %v; want rating 2 whichever replica answers", movieID, i, a, err)
+		}
+	}
+
+	ids := s.instanceIDs("rating", true)
+	s.mustWith(over, 2*time.Minute, "restart", "rating")
+	s.waitFor(2*time.Minute, "two rating instances passing after restart", func() bool {
+		now := s.instanceIDs("rating", true)
+		return len(now) == 2 && !slices.Contains(now, ids[0]) && !slices.Contains(now, ids[1])
+	})
+	for _, addr := range s.ratingAddrs(over) {
+		if got := s.rating(http.MethodGet, addr, "id="+movieID+"&type=movie"); got != 2 {
+			t.Errorf("GET through %s after restart: rating %v, want 2 (the data must survive)", addr, got)
+		}
+	}
+	t.Logf("a rating written through one replica was read through both, through movie and after a restart")
+}
+
+// mustWith runs a compose command with override and fails the test if it fails.
+func (s *stack) mustWith(override string, timeout time.Duration, args ...string) string {
+	s.t.Helper()
+	out, err := s.runWith(s.ctx, timeout, override, args...)
+	if err != nil {
+		s.t.Fatalf("%v\n%s", err, out)
+	}
+	return out
+}
+
+// ratingAddrs returns the loopback address each rating replica is published
+// on under publish-rating.yml.
+func (s *stack) ratingAddrs(override string) []string {
+	s.t.Helper()
+	var addrs []string
+	for i := 1; i <= 2; i++ {
+		out := strings.TrimSpace(s.mustWith(override, 30*time.Second, "port", "--index="+strconv.Itoa(i), "rating", "8082"))
+		if !strings.HasPrefix(out, "127.0.0.1:") {
+			s.t.Fatalf("rating replica %d published on %q, want a loopback port", i, out)
+		}
+		addrs = append(addrs, out)
+	}
+	return addrs
+}
+
+// rating sends one request to a rating replica and returns the average it
+// answers, failing the test on anything but a 200.
+func (s *stack) rating(method, addr, query string) float64 {
+	s.t.Helper()
+	req, err := http.NewRequestWithContext(s.ctx, method, "http://"+addr+"/rating?"+query, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, addr, err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Rating float64 `json:"rating"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("%s %s/rating?%s: %s, %v", method, addr, query, resp.Status, err)
+	}
+	return body.Rating
 }
 
 // compose runs a compose command and fails the test if it fails.
