@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/sd"
-	kitconsul "github.com/go-kit/kit/sd/consul"
 	consul "github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -57,6 +56,11 @@ type Config struct {
 	BreakerCooldown time.Duration
 	// MaxResponseBytes caps how much of an upstream body is read.
 	MaxResponseBytes int64
+	// ReregisterGrace is how long after Consul comes back from an outage
+	// its answers may add instances but not remove them: a Consul that
+	// lost its state lists nothing until the instances re-register at
+	// their next heartbeat. Passed to ConsulInstancers.
+	ReregisterGrace time.Duration
 }
 
 // DefaultConfig returns the tuned defaults.
@@ -70,6 +74,9 @@ func DefaultConfig() Config {
 		BreakerFailures:     5,
 		BreakerCooldown:     2 * time.Second,
 		MaxResponseBytes:    64 << 10,
+		// One default TTL: an instance that has not re-registered by
+		// then would have turned critical anyway.
+		ReregisterGrace: 5 * time.Second,
 	}
 }
 
@@ -77,25 +84,15 @@ func DefaultConfig() Config {
 type InstancerFunc func(service string) (sd.Instancer, error)
 
 // ConsulInstancers returns an InstancerFunc that watches passing instances in
-// Consul with blocking queries. The queries are bound to ctx so that ending it
-// also ends the query in flight, not only the watch loop.
-func ConsulInstancers(ctx context.Context, client *consul.Client, logger *slog.Logger) InstancerFunc {
-	kc := ctxClient{Client: kitconsul.NewClient(client), ctx: ctx}
+// Consul with blocking queries until ctx ends. For grace after Consul comes
+// back from an outage or a restart, the instances it lists are added to the
+// last known ones rather than replacing them, so that an agent that lost its
+// state does not empty the gateway's view before the instances re-register
+// (see consulInstancer); 0 trusts Consul's first answer.
+func ConsulInstancers(ctx context.Context, client *consul.Client, grace time.Duration, logger *slog.Logger) InstancerFunc {
 	return func(service string) (sd.Instancer, error) {
-		return kitconsul.NewInstancer(kc, kitLogger(logger.With("target", service), slog.LevelWarn), service, nil, true), nil
+		return newConsulInstancer(ctx, client, service, grace, logger.With("target", service)), nil
 	}
-}
-
-// ctxClient binds go-kit's Consul client to a context: go-kit's Instancer
-// stops waiting on Stop but leaves its blocking query (up to five minutes)
-// running; the context cancels it.
-type ctxClient struct {
-	kitconsul.Client
-	ctx context.Context
-}
-
-func (c ctxClient) Service(service, tag string, passingOnly bool, q *consul.QueryOptions) ([]*consul.ServiceEntry, *consul.QueryMeta, error) {
-	return c.Client.Service(service, tag, passingOnly, q.WithContext(c.ctx))
 }
 
 // Gateway reaches the metadata and rating services.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,11 +79,15 @@ func (u *upstream) stop() {
 	u.instancer.Stop()
 }
 
-// watch follows the instance count for readiness, the gauge and the log.
-// On a discovery error go-kit keeps the last known endpoints, and so does
-// the count: the instances are still there, only Consul is not.
+// watch follows the instances for readiness, the gauge and the log.
+// On a discovery error the endpointer keeps the last known endpoints, and
+// so does the count: the instances are still there, only Consul is not.
 func (u *upstream) watch() {
 	defer u.watching.Done()
+	var (
+		last []string
+		seen bool
+	)
 	for {
 		select {
 		case <-u.quit:
@@ -91,11 +96,15 @@ func (u *upstream) watch() {
 			if ev.Err != nil {
 				continue
 			}
-			n := int64(len(ev.Instances))
-			if old := u.instances.Swap(n); old != n {
-				u.log.Info("discovered instances changed", "count", n, "instances", ev.Instances)
+			slices.Sort(ev.Instances)
+			// Logged on any change of the set, not only of its size: a
+			// rolling restart replaces instances one for one.
+			if !seen || !slices.Equal(last, ev.Instances) {
+				u.log.Info("discovered instances changed", "count", len(ev.Instances), "instances", ev.Instances)
 			}
-			u.m.instances.Set(float64(n))
+			last, seen = ev.Instances, true
+			u.instances.Store(int64(len(ev.Instances)))
+			u.m.instances.Set(float64(len(ev.Instances)))
 		}
 	}
 }
