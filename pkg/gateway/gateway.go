@@ -107,8 +107,10 @@ func New(cfg Config, instancers InstancerFunc, logger *slog.Logger, reg promethe
 	client := newHTTPClient()
 	m := newMetrics(reg)
 	return &Gateway{
-		metadata: newUpstream("metadata", cfg, instancers, metadataFactory(client, cfg), m, logger),
-		rating:   newUpstream("rating", cfg, instancers, ratingFactory(client, cfg), m, logger),
+		// Movie answers without a rating but not without metadata: only
+		// rating fails fast when every instance is ejected.
+		metadata: newUpstream("metadata", cfg, false, instancers, metadataFactory(client, cfg), m, logger),
+		rating:   newUpstream("rating", cfg, true, instancers, ratingFactory(client, cfg), m, logger),
 	}
 }
 
@@ -142,7 +144,8 @@ func (g *Gateway) Ready() error {
 }
 
 // Metadata returns the metadata of movie id: ErrNotFound, ErrUnavailable or
-// ErrBadResponse on failure.
+// ErrBadResponse on failure. When every metadata instance is ejected by its
+// breaker, they are tried anyway: movie has no answer without metadata.
 func (g *Gateway) Metadata(ctx context.Context, id string) (metadata.Metadata, error) {
 	resp, err := g.metadata.call(ctx, id)
 	if err != nil {
@@ -152,7 +155,9 @@ func (g *Gateway) Metadata(ctx context.Context, id string) (metadata.Metadata, e
 }
 
 // Rating returns the average rating of movie id: ErrNotFound when it has no
-// rating yet, ErrUnavailable or ErrBadResponse on failure.
+// rating yet, ErrUnavailable or ErrBadResponse on failure. When every rating
+// instance is ejected by its breaker, it returns ErrUnavailable at once, so
+// that movie answers without the rating instead of waiting on each call.
 func (g *Gateway) Rating(ctx context.Context, id string) (rating.Aggregate, error) {
 	resp, err := g.rating.call(ctx, id)
 	if err != nil {

@@ -21,8 +21,12 @@ import (
 // upstream is one target service: its discovered instances, one endpoint
 // (with its own circuit breaker) per instance, and the retry policy.
 type upstream struct {
-	name       string
-	cfg        Config
+	name string
+	cfg  Config
+	// failFast: when every instance is ejected, fail the call at once,
+	// because the caller has a fallback (movie answers without a rating).
+	// Otherwise the instances are tried anyway, breakers bypassed: see try.
+	failFast   bool
 	instancers InstancerFunc
 	factory    sd.Factory
 	log        *slog.Logger
@@ -37,10 +41,11 @@ type upstream struct {
 	watching   sync.WaitGroup
 }
 
-func newUpstream(name string, cfg Config, instancers InstancerFunc, f sd.Factory, m *metrics, logger *slog.Logger) *upstream {
+func newUpstream(name string, cfg Config, failFast bool, instancers InstancerFunc, f sd.Factory, m *metrics, logger *slog.Logger) *upstream {
 	u := &upstream{
 		name:       name,
 		cfg:        cfg,
+		failFast:   failFast,
 		instancers: instancers,
 		log:        logger.With("target", name),
 		budget:     newRetryBudget(cfg.RetryRatio, cfg.MinRetriesPerSecond),
@@ -143,10 +148,18 @@ func (u *upstream) withBreaker(f sd.Factory) sd.Factory {
 			},
 		})
 		return func(ctx context.Context, req any) (any, error) {
-			return cb.Execute(func() (any, error) { return ep(ctx, req) })
+			resp, err := cb.Execute(func() (any, error) { return ep(ctx, req) })
+			if skipped(err) && ctx.Value(bypassBreaker{}) != nil {
+				return ep(ctx, req)
+			}
+			return resp, err
 		}, closer, nil
 	}
 }
+
+// bypassBreaker marks the context of an attempt made while every instance
+// is ejected: the breaker lets it through (see try).
+type bypassBreaker struct{}
 
 // call sends req to a random instance, retrying a failed attempt on the
 // next instance (in a random rotation, so a retry avoids the instance that
@@ -156,6 +169,15 @@ func (u *upstream) withBreaker(f sd.Factory) sd.Factory {
 // skips open-circuited instances without spending an attempt, and wraps a
 // deadline in ErrUnavailable instead of returning a bare
 // context.DeadlineExceeded.
+//
+// When every instance is ejected, an upstream with a fallback (failFast)
+// fails at once; one without tries them anyway, as Envoy's panic threshold
+// does. Every breaker open at once is more often one event that all of them
+// saw (a pause of this process or of the whole host, a stall of the whole
+// service shorter than a retry) than every instance broken, and failing
+// fast would then turn a blip into a cooldown's worth of errors for a call
+// that has no answer without the upstream. The retry budget still bounds
+// what the attempts add.
 func (u *upstream) call(ctx context.Context, req any) (any, error) {
 	start := time.Now()
 	resp, err := u.try(ctx, req)
@@ -172,10 +194,15 @@ func (u *upstream) try(ctx context.Context, req any) (any, error) {
 	}
 	first := rand.IntN(n)
 	var lastErr error
-	attempts := 0
-	// Every instance may be skipped once for an open breaker on top of
-	// MaxAttempts real attempts; the bound keeps the loop finite.
-	for i := 0; attempts < u.cfg.MaxAttempts && i < n+u.cfg.MaxAttempts; i++ {
+	var (
+		attempts  int
+		skips     int // instances skipped in a row for an open breaker
+		panicking bool
+	)
+	// The loop ends: fewer than n skips separate two real attempts, and n
+	// in a row end it (failFast) or end skipping (panicking bypasses the
+	// breakers).
+	for i := 0; attempts < u.cfg.MaxAttempts; i++ {
 		if attempts > 0 && !skipped(lastErr) {
 			if !u.budget.withdraw() {
 				u.m.budgetExhausted.Inc()
@@ -187,6 +214,9 @@ func (u *upstream) try(ctx context.Context, req any) (any, error) {
 			}
 		}
 		actx, cancel := context.WithTimeout(ctx, u.cfg.AttemptTimeout)
+		if panicking {
+			actx = context.WithValue(actx, bypassBreaker{}, true)
+		}
 		resp, err := eps[(first+i)%n](actx, req)
 		cancel()
 		if err == nil {
@@ -194,8 +224,18 @@ func (u *upstream) try(ctx context.Context, req any) (any, error) {
 		}
 		lastErr = err
 		if skipped(err) {
+			if skips++; skips < n {
+				continue
+			}
+			// A whole rotation skipped: every instance is ejected.
+			if u.failFast || panicking {
+				break
+			}
+			panicking = true
+			u.m.panics.Inc()
 			continue
 		}
+		skips = 0
 		attempts++
 		if !retryable(err) {
 			return nil, err
