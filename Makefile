@@ -8,7 +8,7 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all build test lint run consul consul-bin prometheus-bin clean
+.PHONY: all build test lint run chaos consul consul-bin prometheus-bin clean
 
 all: build
 
@@ -32,6 +32,11 @@ $(PROMETHEUS): tools/prometheus/go.mod tools/prometheus/go.sum
 ## test: every test, under -race, against a real Consul
 test: $(CONSUL)
 	$(GO) test -race -count=1 ./...
+
+## chaos: the churn harness: the six resilience scenarios under load against a real
+## Consul and the real binaries (about 4 minutes); e.g. CHAOS_FLAGS="-rate 300 -seed 2"
+chaos: $(CONSUL)
+	$(GO) run ./cmd/chaos $(CHAOS_FLAGS)
 
 ## lint: go vet, gofmt, and staticcheck when it is installed
 lint:
