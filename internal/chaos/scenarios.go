@@ -305,6 +305,11 @@ func consulOutage(ctx context.Context, e *Env, r *Result) error {
 	} else {
 		r.effect("leader to new instance in movie's view", at.Sub(up))
 	}
+	if err := poll(ctx, 2*settle, func() bool { return e.counts.snapshot()[s.in] > 0 }); err != nil {
+		r.effect("leader to new instance's first request served", -1)
+	} else {
+		r.effect("leader to new instance's first request served", time.Since(up))
+	}
 	at, err = e.movieSees(ctx, "rating", up, settle, func(v []string) bool { return !contains(v, old.advertised) })
 	if err != nil {
 		r.effect("leader to stopped instance out of movie's view", -1)

@@ -72,8 +72,12 @@ func DefaultConfig() Config {
 		RetryRatio:          0.2,
 		MinRetriesPerSecond: 10,
 		BreakerFailures:     5,
-		BreakerCooldown:     2 * time.Second,
-		MaxResponseBytes:    64 << 10,
+		// Short: every instance of an upstream ejected at once by one
+		// stall of the host stays ejected this long after it ends, while
+		// a trial call to an instance that is really gone costs one
+		// refused connection (or one attempt timeout) per cooldown.
+		BreakerCooldown:  time.Second,
+		MaxResponseBytes: 64 << 10,
 		// One default TTL: an instance that has not re-registered by
 		// then would have turned critical anyway.
 		ReregisterGrace: 5 * time.Second,
