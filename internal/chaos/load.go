@@ -156,12 +156,12 @@ func (l *load) finish() []answer {
 	return l.answers
 }
 
-// latencies summarises answers' latencies.
-type latencies struct {
+// Latencies summarises the latency of a scenario's answers.
+type Latencies struct {
 	P50, P99, Max time.Duration
 }
 
-func summarize(answers []answer, keep func(answer) bool) latencies {
+func summarize(answers []answer, keep func(answer) bool) Latencies {
 	var ds []time.Duration
 	for _, a := range answers {
 		if keep == nil || keep(a) {
@@ -169,10 +169,10 @@ func summarize(answers []answer, keep func(answer) bool) latencies {
 		}
 	}
 	if len(ds) == 0 {
-		return latencies{}
+		return Latencies{}
 	}
 	slices.Sort(ds)
 	// Nearest rank: the smallest latency at least p of the answers had.
 	q := func(p float64) time.Duration { return ds[int(math.Ceil(p*float64(len(ds))))-1] }
-	return latencies{P50: q(0.50), P99: q(0.99), Max: ds[len(ds)-1]}
+	return Latencies{P50: q(0.50), P99: q(0.99), Max: ds[len(ds)-1]}
 }

@@ -20,7 +20,7 @@ type Result struct {
 	// due while rating was down and so had to be degraded.
 	Expected int
 	// Latency of every answer, and of the degraded ones alone.
-	Latency, DegradedLatency latencies
+	Latency, DegradedLatency Latencies
 	// Split is how many requests each upstream instance served.
 	Split []Share
 	// Effects are how long each change took to take effect; a negative

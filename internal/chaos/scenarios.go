@@ -280,7 +280,7 @@ func consulOutage(ctx context.Context, e *Env, r *Result) error {
 	}
 	resumed := time.Now()
 	if err := e.agent.Resume(ctx); err != nil {
-		return fmt.Errorf("Consul did not come back: %w", err)
+		return fmt.Errorf("restart consul: %w", err)
 	}
 	up := time.Now()
 	e.progress("Consul back, empty")
@@ -452,10 +452,4 @@ func slowInstance(ctx context.Context, e *Env, r *Result) error {
 		r.effect("back in use after recovery", rec.Time.Sub(healed))
 	}
 	return nil
-}
-
-func sorted(s []string) []string {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	return s
 }
