@@ -193,8 +193,8 @@ func (u *upstream) try(ctx context.Context, req any) (any, error) {
 		return nil, fmt.Errorf("%w: no %s instance discovered", ErrUnavailable, u.name)
 	}
 	first := rand.IntN(n)
-	var lastErr error
 	var (
+		lastErr   error
 		attempts  int
 		skips     int // instances skipped in a row for an open breaker
 		panicking bool
