@@ -9,7 +9,7 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all build test test-postgres bench-store fuzz lint run consul consul-bin prometheus-bin prometheus prometheus-image clean
+.PHONY: all build test test-postgres bench-store fuzz chaos lint run consul consul-bin prometheus-bin prometheus prometheus-image clean
 
 all: build
 
@@ -60,6 +60,11 @@ test: $(CONSUL) $(PROMETHEUS)
 	@docker info >/dev/null 2>&1 || echo "WARNING: no Docker engine answers: the docker-compose end-to-end test (e2e/compose) will be SKIPPED (with CI=true it fails)" >&2
 	@if [ -z "$$TEST_POSTGRES_URL" ]; then echo "NOTE: PostgreSQL tests will be SKIPPED (TEST_POSTGRES_URL unset); 'make test-postgres' runs them against a throwaway server"; fi
 	$(GO) test -race -count=1 ./...
+
+## chaos: the churn harness: the six resilience scenarios under load against a real
+## Consul and the real binaries (about 4 minutes); e.g. CHAOS_FLAGS="-rate 300 -seed 2"
+chaos: $(CONSUL)
+	$(GO) run ./cmd/chaos $(CHAOS_FLAGS)
 
 ## test-postgres: `make test` with a throwaway PostgreSQL server on loopback (PostgreSQL must be installed)
 test-postgres: $(CONSUL)

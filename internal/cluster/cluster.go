@@ -6,7 +6,6 @@ package cluster
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -187,6 +187,10 @@ func (p *Process) Exited() bool {
 // Logs returns everything the process logged so far.
 func (p *Process) Logs() string { return p.logs.String() }
 
+// LogLines returns the lines logged after the first from, so a caller
+// following a long-running process reads each line once.
+func (p *Process) LogLines(from int) []string { return p.logs.since(from) }
+
 // Port returns the port the process listens on.
 func (p *Process) Port() int {
 	_, port, _ := strings.Cut(p.Addr, ":")
@@ -198,7 +202,7 @@ func (p *Process) Port() int {
 // other goroutines.
 type lineBuffer struct {
 	mu       sync.Mutex
-	buf      bytes.Buffer
+	lines    []string
 	listen   string
 	instance string
 }
@@ -206,8 +210,16 @@ type lineBuffer struct {
 func (b *lineBuffer) add(line string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.buf.WriteString(line)
-	b.buf.WriteByte('\n')
+	b.lines = append(b.lines, line)
+}
+
+func (b *lineBuffer) since(from int) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if from >= len(b.lines) {
+		return nil
+	}
+	return slices.Clone(b.lines[from:])
 }
 
 func (b *lineBuffer) setAddr(addr, id string) {
@@ -225,5 +237,10 @@ func (b *lineBuffer) addr() (string, string) {
 func (b *lineBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.buf.String()
+	var sb strings.Builder
+	for _, l := range b.lines {
+		sb.WriteString(l)
+		sb.WriteByte('\n')
+	}
+	return sb.String()
 }

@@ -23,6 +23,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.Float64Var(&gw.RetryRatio, "retry-ratio", gw.RetryRatio, "retry budget: retries may add this fraction of calls")
 	fs.IntVar(&gw.BreakerFailures, "breaker-failures", gw.BreakerFailures, "consecutive failures that eject an instance (0 disables the breaker)")
 	fs.DurationVar(&gw.BreakerCooldown, "breaker-cooldown", gw.BreakerCooldown, "how long an ejected instance is skipped before a trial call")
+	fs.DurationVar(&gw.ReregisterGrace, "reregister-grace", gw.ReregisterGrace, "after Consul comes back, how long its answers may add upstream instances but not remove them (0 trusts its first answer)")
 	logger, err := server.Load(fs, &cfg, args, getenv, stderr)
 	if err != nil {
 		return err
@@ -39,15 +40,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// shut down, so in-flight requests keep their instances to the end.
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
-	g := gateway.New(gw, gateway.ConsulInstancers(watchCtx, consul, logger), logger, metrics)
+	g := gateway.New(gw, gateway.ConsulInstancers(watchCtx, consul, gw.ReregisterGrace, logger), logger, metrics)
 	svc := movie.NewService(g, movie.LogRatingFailures(g, logger))
 	return server.Run(ctx, server.App{
 		Config:  cfg,
 		Logger:  logger,
 		Handler: movie.NewHTTPHandler(movie.MakeEndpoints(svc), logger),
 		Metrics: metrics,
-		// Watching starts once registration proved Consul reachable: go-kit's
-		// watcher backs off for up to a minute after a failed first query.
+		// Watching starts once registration proved Consul reachable, so the
+		// first query finds the upstreams' instances rather than an error.
 		Start: func(context.Context) error { return g.Start() },
 		Ready: g.Ready,
 		// Stop the watchers first, then cancel the blocking queries they

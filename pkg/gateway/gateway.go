@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/sd"
-	kitconsul "github.com/go-kit/kit/sd/consul"
 	consul "github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -59,6 +58,11 @@ type Config struct {
 	BreakerCooldown time.Duration
 	// MaxResponseBytes caps how much of an upstream body is read.
 	MaxResponseBytes int64
+	// ReregisterGrace is how long after Consul comes back from an outage
+	// its answers may add instances but not remove them: a Consul that
+	// lost its state lists nothing until the instances re-register at
+	// their next heartbeat. Passed to ConsulInstancers.
+	ReregisterGrace time.Duration
 }
 
 // DefaultConfig returns the tuned defaults.
@@ -70,8 +74,15 @@ func DefaultConfig() Config {
 		RetryRatio:          0.2,
 		MinRetriesPerSecond: 10,
 		BreakerFailures:     5,
-		BreakerCooldown:     2 * time.Second,
-		MaxResponseBytes:    64 << 10,
+		// Short: every instance of an upstream ejected at once by one
+		// stall of the host stays ejected this long after it ends, while
+		// a trial call to an instance that is really gone costs one
+		// refused connection (or one attempt timeout) per cooldown.
+		BreakerCooldown:  time.Second,
+		MaxResponseBytes: 64 << 10,
+		// One default TTL: an instance that has not re-registered by
+		// then would have turned critical anyway.
+		ReregisterGrace: 5 * time.Second,
 	}
 }
 
@@ -79,26 +90,15 @@ func DefaultConfig() Config {
 type InstancerFunc func(service string) (sd.Instancer, error)
 
 // ConsulInstancers returns an InstancerFunc that watches passing instances in
-// Consul with blocking queries. The queries are bound to ctx so that ending it
-// also ends the query in flight, not only the watch loop.
-func ConsulInstancers(ctx context.Context, client *consul.Client, logger *slog.Logger) InstancerFunc {
-	kc := ctxClient{Client: kitconsul.NewClient(client), ctx: ctx}
+// Consul with blocking queries until ctx ends. For grace after Consul comes
+// back from an outage or a restart, the instances it lists are added to the
+// last known ones rather than replacing them, so that an agent that lost its
+// state does not empty the gateway's view before the instances re-register
+// (see consulInstancer); 0 trusts Consul's first answer.
+func ConsulInstancers(ctx context.Context, client *consul.Client, grace time.Duration, logger *slog.Logger) InstancerFunc {
 	return func(service string) (sd.Instancer, error) {
-		return kitconsul.NewInstancer(kc, kitLogger(logger.With("target", service), slog.LevelWarn), service, nil, true), nil
+		return newConsulInstancer(ctx, client, service, grace, logger.With("target", service)), nil
 	}
-}
-
-// ctxClient binds go-kit's Consul client to a context: go-kit's Instancer
-// stops waiting on Stop but leaves its blocking query (up to five minutes)
-// running; the context cancels it.
-type ctxClient struct {
-	kitconsul.Client
-	ctx context.Context
-}
-
-func (c ctxClient) Service(service, tag string, passingOnly bool, q *consul.QueryOptions) ([]*consul.ServiceEntry, *consul.QueryMeta, error) {
-	entries, meta, err := c.Client.Service(service, tag, passingOnly, q.WithContext(c.ctx))
-	return entries, meta, aclError(service, entries, meta, err)
 }
 
 // aclError turns Consul's two ways of refusing a read into
@@ -129,8 +129,10 @@ func New(cfg Config, instancers InstancerFunc, logger *slog.Logger, reg promethe
 	client := newHTTPClient()
 	m := newMetrics(reg)
 	return &Gateway{
-		metadata: newUpstream("metadata", cfg, instancers, metadataFactory(client, cfg), m, logger),
-		rating:   newUpstream("rating", cfg, instancers, ratingFactory(client, cfg), m, logger),
+		// Movie answers without a rating but not without metadata: only
+		// rating fails fast when every instance is ejected.
+		metadata: newUpstream("metadata", cfg, false, instancers, metadataFactory(client, cfg), m, logger),
+		rating:   newUpstream("rating", cfg, true, instancers, ratingFactory(client, cfg), m, logger),
 	}
 }
 
@@ -170,7 +172,8 @@ func (g *Gateway) Ready() error {
 }
 
 // Metadata returns the metadata of movie id: ErrNotFound, ErrUnavailable or
-// ErrBadResponse on failure.
+// ErrBadResponse on failure. When every metadata instance is ejected by its
+// breaker, they are tried anyway: movie has no answer without metadata.
 func (g *Gateway) Metadata(ctx context.Context, id string) (metadata.Metadata, error) {
 	resp, err := g.metadata.call(ctx, id)
 	if err != nil {
@@ -180,7 +183,9 @@ func (g *Gateway) Metadata(ctx context.Context, id string) (metadata.Metadata, e
 }
 
 // Rating returns the average rating of movie id: ErrNotFound when it has no
-// rating yet, ErrUnavailable or ErrBadResponse on failure.
+// rating yet, ErrUnavailable or ErrBadResponse on failure. When every rating
+// instance is ejected by its breaker, it returns ErrUnavailable at once, so
+// that movie answers without the rating instead of waiting on each call.
 func (g *Gateway) Rating(ctx context.Context, id string) (rating.Aggregate, error) {
 	resp, err := g.rating.call(ctx, id)
 	if err != nil {

@@ -19,6 +19,7 @@ type metrics struct {
 	retries         *prometheus.CounterVec
 	budgetExhausted *prometheus.CounterVec
 	ejections       *prometheus.CounterVec
+	panics          *prometheus.CounterVec
 	instances       *prometheus.GaugeVec
 }
 
@@ -39,6 +40,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "Retries not made because the retry budget was spent, by target."}, []string{"target"}),
 		ejections: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_ejections_total",
 			Help: "Times an instance's circuit breaker opened, by target."}, []string{"target"}),
+		panics: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_panic_total",
+			Help: "Calls that found every instance ejected and tried them anyway, breakers bypassed, by target."}, []string{"target"}),
 		instances: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "upstream_instances",
 			Help: "Instances currently discovered, by target."}, []string{"target"}),
 	}
@@ -50,6 +53,7 @@ type upstreamMetrics struct {
 	ok, notFound, badResponse, unavailable prometheus.Counter
 	duration                               prometheus.Observer
 	retries, budgetExhausted, ejections    prometheus.Counter
+	panics                                 prometheus.Counter
 	instances                              prometheus.Gauge
 }
 
@@ -63,6 +67,7 @@ func (m *metrics) forTarget(t string) upstreamMetrics {
 		retries:         m.retries.WithLabelValues(t),
 		budgetExhausted: m.budgetExhausted.WithLabelValues(t),
 		ejections:       m.ejections.WithLabelValues(t),
+		panics:          m.panics.WithLabelValues(t),
 		instances:       m.instances.WithLabelValues(t),
 	}
 }

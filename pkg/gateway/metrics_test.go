@@ -31,7 +31,7 @@ func consulGateway(t *testing.T) (*Gateway, *discovery.Consul, *prometheus.Regis
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g := New(DefaultConfig(), ConsulInstancers(ctx, client, logger), logger, reg)
+	g := New(DefaultConfig(), ConsulInstancers(ctx, client, DefaultConfig().ReregisterGrace, logger), logger, reg)
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,8 +21,12 @@ import (
 // upstream is one target service: its discovered instances, one endpoint
 // (with its own circuit breaker) per instance, and the retry policy.
 type upstream struct {
-	name       string
-	cfg        Config
+	name string
+	cfg  Config
+	// failFast: when every instance is ejected, fail the call at once,
+	// because the caller has a fallback (movie answers without a rating).
+	// Otherwise the instances are tried anyway, breakers bypassed: see try.
+	failFast   bool
 	instancers InstancerFunc
 	factory    sd.Factory
 	log        *slog.Logger
@@ -43,10 +48,11 @@ type upstream struct {
 	lastErr atomic.Pointer[error]
 }
 
-func newUpstream(name string, cfg Config, instancers InstancerFunc, f sd.Factory, m *metrics, logger *slog.Logger) *upstream {
+func newUpstream(name string, cfg Config, failFast bool, instancers InstancerFunc, f sd.Factory, m *metrics, logger *slog.Logger) *upstream {
 	u := &upstream{
 		name:       name,
 		cfg:        cfg,
+		failFast:   failFast,
 		instancers: instancers,
 		log:        logger.With("target", name),
 		budget:     newRetryBudget(cfg.RetryRatio, cfg.MinRetriesPerSecond),
@@ -85,11 +91,15 @@ func (u *upstream) stop() {
 	u.instancer.Stop()
 }
 
-// watch follows the instance count for readiness, the gauge and the log.
-// On a discovery error go-kit keeps the last known endpoints, and so does
-// the count: the instances are still there, only Consul is not.
+// watch follows the instances for readiness, the gauge and the log.
+// On a discovery error the endpointer keeps the last known endpoints, and
+// so does the count: the instances are still there, only Consul is not.
 func (u *upstream) watch() {
 	defer u.watching.Done()
+	var (
+		last []string
+		seen bool
+	)
 	for {
 		select {
 		case <-u.quit:
@@ -100,11 +110,15 @@ func (u *upstream) watch() {
 				continue
 			}
 			u.lastErr.Store(nil)
-			n := int64(len(ev.Instances))
-			if old := u.instances.Swap(n); old != n {
-				u.log.Info("discovered instances changed", "count", n, "instances", ev.Instances)
+			slices.Sort(ev.Instances)
+			// Logged on any change of the set, not only of its size: a
+			// rolling restart replaces instances one for one.
+			if !seen || !slices.Equal(last, ev.Instances) {
+				u.log.Info("discovered instances changed", "count", len(ev.Instances), "instances", ev.Instances)
 			}
-			u.m.instances.Set(float64(n))
+			last, seen = ev.Instances, true
+			u.instances.Store(int64(len(ev.Instances)))
+			u.m.instances.Set(float64(len(ev.Instances)))
 		}
 	}
 }
@@ -152,10 +166,18 @@ func (u *upstream) withBreaker(f sd.Factory) sd.Factory {
 			},
 		})
 		return func(ctx context.Context, req any) (any, error) {
-			return cb.Execute(func() (any, error) { return ep(ctx, req) })
+			resp, err := cb.Execute(func() (any, error) { return ep(ctx, req) })
+			if skipped(err) && ctx.Value(bypassBreaker{}) != nil {
+				return ep(ctx, req)
+			}
+			return resp, err
 		}, closer, nil
 	}
 }
+
+// bypassBreaker marks the context of an attempt made while every instance
+// is ejected: the breaker lets it through (see try).
+type bypassBreaker struct{}
 
 // call sends req to a random instance, retrying a failed attempt on the
 // next instance (in a random rotation, so a retry avoids the instance that
@@ -165,6 +187,15 @@ func (u *upstream) withBreaker(f sd.Factory) sd.Factory {
 // skips open-circuited instances without spending an attempt, and wraps a
 // deadline in ErrUnavailable instead of returning a bare
 // context.DeadlineExceeded.
+//
+// When every instance is ejected, an upstream with a fallback (failFast)
+// fails at once; one without tries them anyway, as Envoy's panic threshold
+// does. Every breaker open at once is more often one event that all of them
+// saw (a pause of this process or of the whole host, a stall of the whole
+// service shorter than a retry) than every instance broken, and failing
+// fast would then turn a blip into a cooldown's worth of errors for a call
+// that has no answer without the upstream. The retry budget still bounds
+// what the attempts add.
 func (u *upstream) call(ctx context.Context, req any) (any, error) {
 	start := time.Now()
 	resp, err := u.try(ctx, req)
@@ -183,11 +214,16 @@ func (u *upstream) try(ctx context.Context, req any) (any, error) {
 		return nil, fmt.Errorf("%w: no %s instance discovered", ErrUnavailable, u.name)
 	}
 	first := rand.IntN(n)
-	var lastErr error
-	attempts := 0
-	// Every instance may be skipped once for an open breaker on top of
-	// MaxAttempts real attempts; the bound keeps the loop finite.
-	for i := 0; attempts < u.cfg.MaxAttempts && i < n+u.cfg.MaxAttempts; i++ {
+	var (
+		lastErr   error
+		attempts  int
+		skips     int // instances skipped in a row for an open breaker
+		panicking bool
+	)
+	// The loop ends: fewer than n skips separate two real attempts, and n
+	// in a row end it (failFast) or end skipping (panicking bypasses the
+	// breakers).
+	for i := 0; attempts < u.cfg.MaxAttempts; i++ {
 		if attempts > 0 && !skipped(lastErr) {
 			if !u.budget.withdraw() {
 				u.m.budgetExhausted.Inc()
@@ -199,6 +235,9 @@ func (u *upstream) try(ctx context.Context, req any) (any, error) {
 			}
 		}
 		actx, cancel := context.WithTimeout(ctx, u.cfg.AttemptTimeout)
+		if panicking {
+			actx = context.WithValue(actx, bypassBreaker{}, true)
+		}
 		resp, err := eps[(first+i)%n](actx, req)
 		cancel()
 		if err == nil {
@@ -206,8 +245,18 @@ func (u *upstream) try(ctx context.Context, req any) (any, error) {
 		}
 		lastErr = err
 		if skipped(err) {
+			if skips++; skips < n {
+				continue
+			}
+			// A whole rotation skipped: every instance is ejected.
+			if u.failFast || panicking {
+				break
+			}
+			panicking = true
+			u.m.panics.Inc()
 			continue
 		}
+		skips = 0
 		attempts++
 		if !retryable(err) {
 			return nil, err

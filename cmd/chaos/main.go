@@ -1,0 +1,153 @@
+// Command chaos is movieapp's churn harness: it starts a real Consul dev
+// agent and the real service binaries on loopback, drives GET /movie at a
+// steady open-loop rate, runs the resilience scenarios one after another
+// (rolling restart, crash, scale up, Consul outage, dependency down, slow
+// instance) and prints, for each, the requests sent and failed, latency, the
+// split across instances and how long each change took to take effect. It
+// exits 1 if any scenario lost a request or missed an expectation.
+//
+//	go run ./cmd/chaos -rate 300 -duration 10s -seed 1
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"movieexample.com/internal/chaos"
+	"movieexample.com/internal/cluster"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		stop()
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(1)
+	}
+}
+
+// errProblems means at least one scenario lost requests or missed an
+// expectation; the report says which.
+var errProblems = errors.New("some scenarios did not pass")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := chaos.Config{}
+	var (
+		only, movieArgs, serviceArgs string
+		binDir, movieLog             string
+		race, quiet                  bool
+	)
+	fs.Float64Var(&cfg.Rate, "rate", 300, "requests per second sent to movie")
+	fs.DurationVar(&cfg.Hold, "duration", 10*time.Second, "steady load before and after each scenario's change")
+	fs.DurationVar(&cfg.Outage, "outage", 30*time.Second, "how long Consul stays down")
+	fs.DurationVar(&cfg.SlowDelay, "slow-delay", 2*time.Second, "how long the slow instance holds each answer")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the request mix and the choice of victims")
+	fs.StringVar(&only, "scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(names(), ","))
+	fs.StringVar(&movieArgs, "movie-args", "", "extra flags for movie, space-separated (e.g. \"-max-attempts=1\")")
+	fs.StringVar(&serviceArgs, "service-args", "", "extra flags for every metadata and rating instance, space-separated (e.g. \"-drain=0\")")
+	fs.StringVar(&binDir, "bin", "", "directory with prebuilt metadata, rating and movie binaries (default: build them)")
+	fs.BoolVar(&race, "race", false, "build the services with the race detector")
+	fs.StringVar(&movieLog, "movie-log", "", "write movie's log to this file at the end")
+	fs.BoolVar(&quiet, "q", false, "print only the report, not each step")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.Rate <= 0 || cfg.Hold <= 0 || cfg.Outage <= 0 || cfg.SlowDelay <= 0 {
+		return errors.New("rate, duration, outage and slow-delay must be positive")
+	}
+	cfg.MovieArgs = strings.Fields(movieArgs)
+	cfg.ServiceArgs = strings.Fields(serviceArgs)
+	if !quiet {
+		cfg.Progress = stderr
+	}
+	scenarios, err := pick(only)
+	if err != nil {
+		return err
+	}
+
+	if binDir == "" {
+		dir, err := os.MkdirTemp("", "movieapp-chaos-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		fmt.Fprintln(stderr, "building the services...")
+		if err := cluster.Build(ctx, dir, race); err != nil {
+			return err
+		}
+		binDir = dir
+	}
+
+	env, err := chaos.Start(ctx, binDir, cfg)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	if movieLog != "" {
+		defer func() { _ = os.WriteFile(movieLog, []byte(env.MovieLogs()), 0o644) }()
+	}
+
+	fmt.Fprintf(stdout, "rate %.0f/s, duration %s, outage %s, slow delay %s, seed %d, movie args %q, service args %q\n\n",
+		cfg.Rate, cfg.Hold, cfg.Outage, cfg.SlowDelay, cfg.Seed, movieArgs, serviceArgs)
+	var results []*chaos.Result
+	for i, s := range scenarios {
+		r, err := s.Run(ctx, env, cfg.Seed+uint64(i))
+		if err != nil {
+			chaos.Print(stdout, results)
+			return err
+		}
+		results = append(results, r)
+	}
+	fmt.Fprintln(stdout)
+	chaos.Print(stdout, results)
+	for _, r := range results {
+		if !r.OK() {
+			return errProblems
+		}
+	}
+	return nil
+}
+
+func names() []string {
+	var out []string
+	for _, s := range chaos.Scenarios() {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// pick returns the scenarios named in only, in their usual order.
+func pick(only string) ([]chaos.Scenario, error) {
+	all := chaos.Scenarios()
+	if only == "" {
+		return all, nil
+	}
+	want := strings.Split(only, ",")
+	for _, n := range want {
+		if !slices.Contains(names(), n) {
+			return nil, fmt.Errorf("unknown scenario %q (have %s)", n, strings.Join(names(), ","))
+		}
+	}
+	var out []chaos.Scenario
+	for _, s := range all {
+		if slices.Contains(want, s.Name) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}

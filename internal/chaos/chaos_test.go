@@ -1,0 +1,62 @@
+package chaos
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"movieexample.com/internal/cluster"
+)
+
+// TestScenarios is the short version of `make chaos` that CI runs: every
+// scenario, for a couple of seconds each, against the real binaries built
+// with the race detector, and the same expectations as the full run: not
+// one failed request, no answer without its rating except while rating is
+// down, and then every answer degraded.
+func TestScenarios(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := cluster.Build(ctx, dir, false); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Rate:      100,
+		Hold:      2 * time.Second,
+		Outage:    6 * time.Second,
+		SlowDelay: 2 * time.Second,
+		Seed:      1,
+		Progress:  testWriter{t},
+	}
+	env, err := Start(ctx, dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+
+	for i, s := range Scenarios() {
+		t.Run(s.Name, func(t *testing.T) {
+			r, err := s.Run(ctx, env, cfg.Seed+uint64(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var report strings.Builder
+			Print(&report, []*Result{r})
+			t.Log("\n" + report.String())
+			for _, p := range r.Problems {
+				t.Error(p)
+			}
+			if t.Failed() {
+				t.Logf("movie's log:\n%s", env.MovieLogs())
+			}
+		})
+	}
+}
+
+// testWriter sends the harness's progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
