@@ -74,8 +74,18 @@ func TestCompose(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("GET /movie did not answer 200 before the test's deadline")
 	}
+	var states []string // for the failure message
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last container states: %v", states)
+		}
+	})
 	s.waitFor(2*time.Minute, "every container healthy", func() bool {
 		cs := s.containers()
+		states = states[:0]
+		for _, c := range cs {
+			states = append(states, fmt.Sprintf("%s running=%v health=%s", c.Name, c.State.Running, c.health()))
+		}
 		if len(cs) != 7 {
 			return false
 		}
