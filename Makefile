@@ -8,7 +8,7 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all build test lint run consul consul-bin prometheus-bin clean
+.PHONY: all build test lint run consul consul-bin prometheus-bin bench bench-smoke clean
 
 all: build
 
@@ -32,6 +32,17 @@ $(PROMETHEUS): tools/prometheus/go.mod tools/prometheus/go.sum
 ## test: every test, under -race, against a real Consul
 test: $(CONSUL)
 	$(GO) test -race -count=1 ./...
+
+## bench: movie against the fan-out floor and the per-request lookup, one table (about 3 minutes; docs/benchmarks.md)
+##        BENCH_FLAGS adds flags, e.g. BENCH_FLAGS='-profile /tmp/prof' (bin/bench -h lists them)
+bench: $(CONSUL)
+	$(GO) build -o $(BIN)/bench ./bench/cmd
+	$(BIN)/bench $(BENCH_FLAGS)
+
+## bench-smoke: a few seconds of the same harness, for CI: fails on any failed request, asserts no speed
+bench-smoke: $(CONSUL)
+	$(GO) build -o $(BIN)/bench ./bench/cmd
+	$(BIN)/bench -duration 1s -rounds 1 -warmup 500ms
 
 ## lint: go vet, gofmt, and staticcheck when it is installed
 lint:
