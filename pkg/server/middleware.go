@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,33 @@ func route(r *http.Request) string {
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// resolved holds the counter and histogram of each label combination
+	// seen so far (routeKey -> routeMetrics), so that a request costs one
+	// map lookup instead of hashing its label values in both vectors. The
+	// labels are bounded (route, methodLabel), so the map is too.
+	resolved sync.Map
+}
+
+type routeKey struct {
+	route, method string
+	code          int
+}
+
+type routeMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (m *httpMetrics) forRoute(k routeKey) routeMetrics {
+	if rm, ok := m.resolved.Load(k); ok {
+		return rm.(routeMetrics)
+	}
+	rm := routeMetrics{
+		requests: m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(k.code)),
+		duration: m.duration.WithLabelValues(k.route, k.method),
+	}
+	m.resolved.Store(k, rm)
+	return rm
 }
 
 func newHTTPMetrics(r prometheus.Registerer, service string) *httpMetrics {
@@ -76,9 +104,10 @@ func (m *httpMetrics) instrument(accessLog bool, logger *slog.Logger, next http.
 			sw.status = http.StatusOK
 		}
 		elapsed := time.Since(start)
-		rt, method := route(r), methodLabel(r.Method)
-		m.requests.WithLabelValues(rt, method, strconv.Itoa(sw.status)).Inc()
-		m.duration.WithLabelValues(rt, method).Observe(elapsed.Seconds())
+		rt := route(r)
+		rm := m.forRoute(routeKey{route: rt, method: methodLabel(r.Method), code: sw.status})
+		rm.requests.Inc()
+		rm.duration.Observe(elapsed.Seconds())
 		if accessLog {
 			logger.InfoContext(r.Context(), "request", "method", r.Method, "route", rt, "path", r.URL.Path,
 				"status", sw.status, "duration", elapsed, "remote", r.RemoteAddr)
