@@ -107,11 +107,13 @@ type Gateway struct {
 // New returns a Gateway that finds instances through instancers. Call Start
 // before the first call and Stop when done.
 func New(cfg Config, instancers InstancerFunc, logger *slog.Logger, reg prometheus.Registerer) *Gateway {
-	client := newHTTPClient()
 	m := newMetrics(reg)
+	// A client, and so a connection pool, per upstream: every call takes
+	// the pool's lock twice, and one pool for both upstreams was the most
+	// contended lock in movie under load.
 	return &Gateway{
-		metadata: newUpstream("metadata", cfg, instancers, metadataFactory(client, cfg), m, logger),
-		rating:   newUpstream("rating", cfg, instancers, ratingFactory(client, cfg), m, logger),
+		metadata: newUpstream("metadata", cfg, instancers, metadataFactory(newHTTPClient(), cfg), m, logger),
+		rating:   newUpstream("rating", cfg, instancers, ratingFactory(newHTTPClient(), cfg), m, logger),
 	}
 }
 
