@@ -65,14 +65,13 @@ func ConsulLookup(client *consul.Client, service string) Resolver {
 // movie.Details. It has none of movie's discovery, balancing, retries,
 // breakers, metrics or request IDs; errors are a bare 502.
 type Gateway struct {
-	Client   *http.Client
-	Metadata Resolver
-	Rating   Resolver
+	MetadataClient, RatingClient *http.Client
+	Metadata, Rating             Resolver
 }
 
-// NewClient returns the HTTP client of the reference gateway. It has the
-// settings that make movie's client cheaper (a pool as deep as the load, no
-// gzip), so that the floor stays a floor.
+// NewClient returns an HTTP client of the reference gateway, one per
+// backend. It has the settings that make movie's clients cheaper (a pool per
+// backend, as deep as the load, no gzip), so that the floor stays a floor.
 func NewClient() *http.Client {
 	return &http.Client{
 		Timeout: 5 * time.Second,
@@ -96,10 +95,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	)
 	go func() {
 		defer close(done)
-		ratErr = g.get(ctx, g.Rating, "/rating?type=movie&id="+url.QueryEscape(id), &agg)
+		ratErr = get(ctx, g.RatingClient, g.Rating, "/rating?type=movie&id="+url.QueryEscape(id), &agg)
 	}()
 	var md metadata.Metadata
-	mdErr := g.get(ctx, g.Metadata, "/metadata?id="+url.QueryEscape(id), &md)
+	mdErr := get(ctx, g.MetadataClient, g.Metadata, "/metadata?id="+url.QueryEscape(id), &md)
 	<-done
 	switch {
 	case errors.Is(mdErr, errNotFound):
@@ -120,7 +119,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // get calls one backend instance and decodes its JSON answer into v.
-func (g *Gateway) get(ctx context.Context, resolve Resolver, path string, v any) error {
+func get(ctx context.Context, client *http.Client, resolve Resolver, path string, v any) error {
 	addr, err := resolve(ctx)
 	if err != nil {
 		return err
@@ -129,7 +128,7 @@ func (g *Gateway) get(ctx context.Context, resolve Resolver, path string, v any)
 	if err != nil {
 		return err
 	}
-	resp, err := g.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

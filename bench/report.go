@@ -27,23 +27,26 @@ func report(out io.Writer, cfg Config, systems []*system, rate int, procs []proc
 		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, loadBefore, loadAverage())
 
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\treq/s\tp50\tp90\tp99\tmax\tfailed\tCPU/req\tload gen CPU/req\t")
+	fmt.Fprintln(tw, "system\treq/s\tp50\tp90\tp99\tmax\tfailed\tCPU/req\tallocs/req\tload gen CPU/req\t")
 	for _, s := range systems {
 		c := &s.closed
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", s.name, c.Rate(),
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", s.name, c.Rate(),
 			ms(c.Quantile(.5)), ms(c.Quantile(.9)), ms(c.Quantile(.99)), ms(c.Quantile(1)), c.Failures,
-			perRequest(s.cpu(), c.Requests), perRequest(s.genCPU, c.Requests))
+			perRequest(s.cpu(), c.Requests), allocsPerRequest(s.allocs(), c.Requests), perRequest(s.genCPU, c.Requests))
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
 
-	fmt.Fprintln(out, "CPU per request by process")
+	fmt.Fprintln(out, "per request, by process: CPU time, heap allocations")
 	for _, s := range systems {
-		parts := make([]string, len(s.procs))
+		fmt.Fprintf(out, "  %s\n", s.name)
 		for i, p := range s.procs {
-			parts[i] = p.name + " " + perRequest(s.procCPU[i], s.closed.Requests)
+			a := ""
+			if p.allocsURL != "" {
+				a = ", " + allocsPerRequest(s.procAllocs[i], s.closed.Requests)
+			}
+			fmt.Fprintf(out, "    %-18s %s%s\n", p.name, perRequest(s.procCPU[i], s.closed.Requests), a)
 		}
-		fmt.Fprintf(out, "  %s: %s\n", s.name, strings.Join(parts, ", "))
 	}
 	fmt.Fprintln(out)
 
@@ -109,6 +112,16 @@ func ratio(a, b float64) float64 {
 // ms formats d in milliseconds, to the microsecond.
 func ms(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+// allocsPerRequest formats heap allocations per request: objects and
+// bytes.
+func allocsPerRequest(a allocs, requests int) string {
+	if requests == 0 {
+		return "-"
+	}
+	n := float64(requests)
+	return fmt.Sprintf("%.0f / %.1fKB", a.objects/n, a.bytes/n/1024)
 }
 
 // perRequest formats CPU time per request in microseconds.

@@ -70,10 +70,12 @@ func want(id string) movie.Details {
 	return d
 }
 
-// process is one process of a system, for its CPU time and peak RSS.
+// process is one process of a system, for its CPU time, peak RSS and
+// allocations.
 type process struct {
-	name string
-	pid  int
+	name      string
+	pid       int
+	allocsURL string // see readAllocs; "" for Consul
 }
 
 // system is one system under load, with what its measurements gave.
@@ -87,10 +89,22 @@ type system struct {
 	profiled map[string]string
 
 	warmup, closed, fixed Sample
-	// CPU time over the closed-loop rounds: each of procs, and the load
-	// generator's.
-	procCPU []time.Duration
-	genCPU  time.Duration
+	// Over the closed-loop rounds: CPU time and allocations of each of
+	// procs, and the load generator's CPU time.
+	procCPU    []time.Duration
+	procAllocs []allocs
+	genCPU     time.Duration
+}
+
+// allocs is what the system's processes allocated over the closed-loop
+// rounds.
+func (s *system) allocs() allocs {
+	var sum allocs
+	for _, a := range s.procAllocs {
+		sum.objects += a.objects
+		sum.bytes += a.bytes
+	}
+	return sum
 }
 
 // cpu is the CPU time of all the system's processes over the closed-loop
@@ -185,7 +199,7 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 			return err
 		}
 		backends[b.service] = append(backends[b.service], p.addr)
-		backendProcs = append(backendProcs, process{b.name, p.pid()})
+		backendProcs = append(backendProcs, p.process(b.name))
 	}
 	floor, err := startRef(roleFloor, "-metadata", strings.Join(backends["bench-metadata"], ","), "-rating", strings.Join(backends["bench-rating"], ","))
 	if err != nil {
@@ -199,24 +213,27 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		return err
 	}
 
-	consulProc := process{"consul", agent.PID()}
+	consulProc := process{name: "consul", pid: agent.PID()}
 	newSystem := func(name, addr string, procs ...process) (*system, error) {
 		ts, err := Targets("http://"+addr, ids, want)
-		return &system{name: name, targets: ts, client: NewLoadClient(), procs: procs, procCPU: make([]time.Duration, len(procs))}, err
+		return &system{name: name, targets: ts, client: NewLoadClient(), procs: procs, procCPU: make([]time.Duration, len(procs)), procAllocs: make([]allocs, len(procs))}, err
 	}
-	floorSys, err := newSystem("fan-out floor", floor.addr, append([]process{{"floor gateway", floor.pid()}}, backendProcs...)...)
+	floorSys, err := newSystem("fan-out floor", floor.addr, append([]process{floor.process("floor gateway")}, backendProcs...)...)
 	if err != nil {
 		return err
 	}
-	movieProcs := []process{{"movie", mv.PID()}}
+	serviceProc := func(name string, p *cluster.Process) process {
+		return process{name: name, pid: p.PID(), allocsURL: "http://" + p.Addr + "/metrics"}
+	}
+	movieProcs := []process{serviceProc("movie", mv)}
 	for i, p := range services[:4] {
-		movieProcs = append(movieProcs, process{fmt.Sprintf("%s-%d", p.Service, i%2+1), p.PID()})
+		movieProcs = append(movieProcs, serviceProc(fmt.Sprintf("%s-%d", p.Service, i%2+1), p))
 	}
 	movieSys, err := newSystem("movie", mv.Addr, append(movieProcs, consulProc)...)
 	if err != nil {
 		return err
 	}
-	lookupSys, err := newSystem("per-request lookup", lookup.addr, append([]process{{"lookup gateway", lookup.pid()}}, append(backendProcs, consulProc)...)...)
+	lookupSys, err := newSystem("per-request lookup", lookup.addr, append([]process{lookup.process("lookup gateway")}, append(backendProcs, consulProc)...)...)
 	if err != nil {
 		return err
 	}
@@ -243,12 +260,17 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 			if cfg.ProfileDir != "" && r == 1 && len(s.profiled) > 0 {
 				profiles = profileCPU(ctx, cfg.ProfileDir, cfg.Duration, s.profiled)
 			}
-			before, genBefore := cpuEach(s.procs), cpuOf([]process{{"load", os.Getpid()}})
+			allocsBefore := allocsEach(ctx, s.procs)
+			before, genBefore := cpuEach(s.procs), cpuOf([]process{{pid: os.Getpid()}})
 			sample := Attack(ctx, s.client, s.targets, closed)
 			for i, d := range cpuEach(s.procs) {
 				s.procCPU[i] += d - before[i]
 			}
-			s.genCPU += cpuOf([]process{{"load", os.Getpid()}}) - genBefore
+			s.genCPU += cpuOf([]process{{pid: os.Getpid()}}) - genBefore
+			for i, a := range allocsEach(ctx, s.procs) {
+				s.procAllocs[i].objects += a.objects - allocsBefore[i].objects
+				s.procAllocs[i].bytes += a.bytes - allocsBefore[i].bytes
+			}
 			s.closed.Add(sample)
 			logf("round %d/%d %-18s %8.0f req/s  p99 %s  %s", r, cfg.Rounds, s.name, sample.Rate(), ms(sample.Quantile(.99)), failures(sample))
 			if profiles != nil {
@@ -282,7 +304,7 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 			}
 		}
 	}
-	all = append(all, process{"load generator (this process)", os.Getpid()})
+	all = append(all, process{name: "load generator (this process)", pid: os.Getpid()})
 	report(out, cfg, systems, fixed.Rate, all, loadStart)
 
 	failed, total := 0, 0
@@ -323,6 +345,17 @@ func cpuOf(ps []process) time.Duration {
 		sum += d
 	}
 	return sum
+}
+
+// allocsEach reads the allocation counters of each process that has them.
+func allocsEach(ctx context.Context, ps []process) []allocs {
+	as := make([]allocs, len(ps))
+	for i, p := range ps {
+		if p.allocsURL != "" {
+			as[i], _ = readAllocs(ctx, p.allocsURL) // a process that is gone fails the run anyway
+		}
+	}
+	return as
 }
 
 // cpuEach is the CPU time each process has used so far.
@@ -393,6 +426,10 @@ type refProcess struct {
 }
 
 func (p *refProcess) pid() int { return p.cmd.Process.Pid }
+
+func (p *refProcess) process(name string) process {
+	return process{name: name, pid: p.pid(), allocsURL: "http://" + p.addr + "/debug/vars"}
+}
 
 // startRefProcess runs `self serve role args...` and waits for the address
 // it listens on.

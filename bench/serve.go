@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"expvar"
 	"flag"
 	"fmt"
 	"io"
@@ -46,7 +47,7 @@ func Serve(ctx context.Context, role string, args []string, stdout io.Writer) er
 	case roleRating:
 		h = RatingBackend()
 	case roleFloor:
-		h = &Gateway{Client: NewClient(), Metadata: Fixed(strings.Split(*mdAddr, ",")...), Rating: Fixed(strings.Split(*ratAddr, ",")...)}
+		h = &Gateway{MetadataClient: NewClient(), RatingClient: NewClient(), Metadata: Fixed(strings.Split(*mdAddr, ",")...), Rating: Fixed(strings.Split(*ratAddr, ",")...)}
 	case roleLookup:
 		cfg := consul.DefaultConfig()
 		cfg.Address = *consulAddr
@@ -57,16 +58,18 @@ func Serve(ctx context.Context, role string, args []string, stdout io.Writer) er
 		if err != nil {
 			return err
 		}
-		h = &Gateway{Client: NewClient(), Metadata: ConsulLookup(client, *mdAddr), Rating: ConsulLookup(client, *ratAddr)}
+		h = &Gateway{MetadataClient: NewClient(), RatingClient: NewClient(), Metadata: ConsulLookup(client, *mdAddr), Rating: ConsulLookup(client, *ratAddr)}
 	default:
 		return fmt.Errorf("%w %q", ErrUnknownRole, role)
 	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	// For profiling the references next to movieapp's services (-profile).
+	// For profiling the references next to movieapp's services (-profile),
+	// and their allocation counters in memstats.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/debug/vars", expvar.Handler())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
