@@ -52,7 +52,10 @@ func Serve(ctx context.Context, role string, args []string, stdout io.Writer) er
 		cfg := consul.DefaultConfig()
 		cfg.Address = *consulAddr
 		// A pool as deep as the load, so the lookup design is measured
-		// for its lookups and not for reconnecting to Consul.
+		// for its lookups and not for reconnecting to Consul. With
+		// consul/api's default pool (GOMAXPROCS+1 idle connections) 64
+		// connections of load open more than the 200 connections per
+		// client a Consul agent allows, and it answers 429.
 		cfg.Transport.MaxIdleConns, cfg.Transport.MaxIdleConnsPerHost = 1024, 256
 		client, err := consul.NewClient(cfg)
 		if err != nil {
