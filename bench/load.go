@@ -23,7 +23,8 @@ type Load struct {
 	// answered; with Rate set, it is the number of workers to start with.
 	Connections int
 	// Rate, if positive, sends this many requests per second whatever the
-	// latency (an open loop), adding workers when all are busy.
+	// latency (an open loop) as long as fewer than Connections are in
+	// flight.
 	Rate int
 	// Duration is how long requests are sent.
 	Duration time.Duration
@@ -122,13 +123,12 @@ func Attack(ctx context.Context, client *http.Client, targets []Target, load Loa
 		want[t.URL] = t.Want
 	}
 	rate := vegeta.Rate{Freq: load.Rate, Per: time.Second}
-	workers, maxWorkers := uint64(load.Connections), uint64(load.Connections)
-	if load.Rate > 0 {
-		// Room for latency spikes, but a bound: a system that falls
-		// behind shows as a missed rate, not as thousands of connections.
-		maxWorkers *= 16
-	}
-	atk := vegeta.NewAttacker(vegeta.Client(client), vegeta.Workers(workers), vegeta.MaxWorkers(maxWorkers))
+	// At a fixed rate too, at most Connections requests are in flight, on
+	// the same keep-alive connections: a system that falls behind shows as
+	// a missed rate, not as hundreds of new connections that would make
+	// its memory figures those of an overload.
+	workers := uint64(load.Connections)
+	atk := vegeta.NewAttacker(vegeta.Client(client), vegeta.Workers(workers), vegeta.MaxWorkers(workers))
 	stop := context.AfterFunc(ctx, func() { atk.Stop() })
 	defer stop()
 
