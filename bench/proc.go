@@ -31,6 +31,65 @@ func peakRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmHWM for process %d", pid)
 }
 
+// usage is what a process has used so far: CPU time (user and system,
+// every thread), read and write system calls, and context switches of all
+// its threads (each time one went to sleep, in epoll or on a futex, or was
+// preempted).
+type usage struct {
+	cpu             time.Duration
+	reads, writes   uint64
+	contextSwitches uint64
+}
+
+func (u usage) sub(v usage) usage {
+	return usage{u.cpu - v.cpu, u.reads - v.reads, u.writes - v.writes, u.contextSwitches - v.contextSwitches}
+}
+
+func (u usage) add(v usage) usage {
+	return usage{u.cpu + v.cpu, u.reads + v.reads, u.writes + v.writes, u.contextSwitches + v.contextSwitches}
+}
+
+// readUsage reads the process's usage from /proc.
+func readUsage(pid int) (usage, error) {
+	var u usage
+	var err error
+	if u.cpu, err = cpuTime(pid); err != nil {
+		return u, err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return u, err
+	}
+	for line := range strings.Lines(string(b)) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ": ")
+		n, _ := strconv.ParseUint(v, 10, 64)
+		switch k {
+		case "syscr":
+			u.reads = n
+		case "syscw":
+			u.writes = n
+		}
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return u, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread is gone
+		}
+		for line := range strings.Lines(string(b)) {
+			k, v, _ := strings.Cut(line, ":")
+			if k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches" {
+				n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				u.contextSwitches += n
+			}
+		}
+	}
+	return u, nil
+}
+
 // cpuTime returns the CPU time (user and system, every thread) the process
 // has used so far.
 func cpuTime(pid int) (time.Duration, error) {

@@ -37,17 +37,23 @@ func report(out io.Writer, cfg Config, systems []*system, rate int, procs []proc
 	tw.Flush()
 	fmt.Fprintln(out)
 
-	fmt.Fprintln(out, "per request, by process: CPU time, heap allocations")
+	fmt.Fprintln(out, "per request, by process")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\tCPU\tallocs\tread calls\twrite calls\tcontext switches\t")
 	for _, s := range systems {
-		fmt.Fprintf(out, "  %s\n", s.name)
+		fmt.Fprintf(tw, "%s\t\t\t\t\t\t\n", s.name)
+		n := float64(s.closed.Requests)
 		for i, p := range s.procs {
 			a := ""
 			if p.allocsURL != "" {
-				a = ", " + allocsPerRequest(s.procAllocs[i], s.closed.Requests)
+				a = allocsPerRequest(s.procAllocs[i], s.closed.Requests)
 			}
-			fmt.Fprintf(out, "    %-18s %s%s\n", p.name, perRequest(s.procCPU[i], s.closed.Requests), a)
+			u := s.procUsage[i]
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t\n", p.name, perRequest(u.cpu, s.closed.Requests), a,
+				float64(u.reads)/n, float64(u.writes)/n, float64(u.contextSwitches)/n)
 		}
 	}
+	tw.Flush()
 	fmt.Fprintln(out)
 
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)

@@ -89,9 +89,9 @@ type system struct {
 	profiled map[string]string
 
 	warmup, closed, fixed Sample
-	// Over the closed-loop rounds: CPU time and allocations of each of
-	// procs, and the load generator's CPU time.
-	procCPU    []time.Duration
+	// Over the closed-loop rounds: usage and allocations of each of procs,
+	// and the load generator's CPU time.
+	procUsage  []usage
 	procAllocs []allocs
 	genCPU     time.Duration
 }
@@ -111,8 +111,8 @@ func (s *system) allocs() allocs {
 // rounds.
 func (s *system) cpu() time.Duration {
 	var sum time.Duration
-	for _, d := range s.procCPU {
-		sum += d
+	for _, u := range s.procUsage {
+		sum += u.cpu
 	}
 	return sum
 }
@@ -216,7 +216,7 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	consulProc := process{name: "consul", pid: agent.PID()}
 	newSystem := func(name, addr string, procs ...process) (*system, error) {
 		ts, err := Targets("http://"+addr, ids, want)
-		return &system{name: name, targets: ts, client: NewLoadClient(), procs: procs, procCPU: make([]time.Duration, len(procs)), procAllocs: make([]allocs, len(procs))}, err
+		return &system{name: name, targets: ts, client: NewLoadClient(), procs: procs, procUsage: make([]usage, len(procs)), procAllocs: make([]allocs, len(procs))}, err
 	}
 	floorSys, err := newSystem("fan-out floor", floor.addr, append([]process{floor.process("floor gateway")}, backendProcs...)...)
 	if err != nil {
@@ -261,10 +261,10 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 				profiles = profileCPU(ctx, cfg.ProfileDir, cfg.Duration, s.profiled)
 			}
 			allocsBefore := allocsEach(ctx, s.procs)
-			before, genBefore := cpuEach(s.procs), cpuOf([]process{{pid: os.Getpid()}})
+			before, genBefore := usageEach(s.procs), cpuOf([]process{{pid: os.Getpid()}})
 			sample := Attack(ctx, s.client, s.targets, closed)
-			for i, d := range cpuEach(s.procs) {
-				s.procCPU[i] += d - before[i]
+			for i, u := range usageEach(s.procs) {
+				s.procUsage[i] = s.procUsage[i].add(u.sub(before[i]))
 			}
 			s.genCPU += cpuOf([]process{{pid: os.Getpid()}}) - genBefore
 			for i, a := range allocsEach(ctx, s.procs) {
@@ -337,16 +337,6 @@ func containsProc(ps []process, p process) bool {
 	return false
 }
 
-// cpuOf is the CPU time the processes have used so far; a process that is
-// gone counts nothing (the run then fails on its requests anyway).
-func cpuOf(ps []process) time.Duration {
-	var sum time.Duration
-	for _, d := range cpuEach(ps) {
-		sum += d
-	}
-	return sum
-}
-
 // allocsEach reads the allocation counters of each process that has them.
 func allocsEach(ctx context.Context, ps []process) []allocs {
 	as := make([]allocs, len(ps))
@@ -358,15 +348,23 @@ func allocsEach(ctx context.Context, ps []process) []allocs {
 	return as
 }
 
-// cpuEach is the CPU time each process has used so far.
-func cpuEach(ps []process) []time.Duration {
-	ds := make([]time.Duration, len(ps))
-	for i, p := range ps {
-		if d, err := cpuTime(p.pid); err == nil {
-			ds[i] = d
-		}
+// cpuOf is the CPU time the processes have used so far.
+func cpuOf(ps []process) time.Duration {
+	var sum time.Duration
+	for _, u := range usageEach(ps) {
+		sum += u.cpu
 	}
-	return ds
+	return sum
+}
+
+// usageEach is what each process has used so far; a process that is gone
+// counts nothing (the run then fails on its requests anyway).
+func usageEach(ps []process) []usage {
+	us := make([]usage, len(ps))
+	for i, p := range ps {
+		us[i], _ = readUsage(p.pid)
+	}
+	return us
 }
 
 // waitReady waits until movie's /ready answers 200: it has discovered both
