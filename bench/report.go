@@ -89,9 +89,9 @@ func report(out io.Writer, cfg Config, systems []*system, rate int, procs []proc
 		mb := float64(rss) / (1 << 20)
 		note := ""
 		if strings.Contains(" "+movieappService+" ", " "+p.name+" ") {
-			note = fmt.Sprintf("target < %d MB: %s", targetRSSMB, met(mb < targetRSSMB))
+			note = fmt.Sprintf("  target < %d MB: %s", targetRSSMB, met(mb < targetRSSMB))
 		}
-		fmt.Fprintf(tw, "%s\t%5.1f MB\t%s\n", p.name, mb, note)
+		fmt.Fprintf(tw, "%s\t%5.1f MB%s\n", p.name, mb, note)
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
