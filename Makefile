@@ -9,7 +9,7 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all build test test-postgres bench-store fuzz chaos lint run consul consul-bin prometheus-bin prometheus prometheus-image clean
+.PHONY: all build test test-postgres bench-store bench bench-smoke fuzz chaos lint run consul consul-bin prometheus-bin prometheus prometheus-image clean
 
 all: build
 
@@ -82,6 +82,18 @@ FUZZ_TARGETS := ./metadata:FuzzGet ./metadata:FuzzPut ./rating:FuzzGet ./rating:
 ## fuzz: run each fuzz target for FUZZTIME (default 20s); a failing input is saved under the package's testdata/fuzz
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
+
+## bench: movie against the fan-out floor and the per-request lookup, one table (about 3 minutes; docs/benchmarks.md)
+##        BENCH_FLAGS adds flags, e.g. BENCH_FLAGS='-profile /tmp/prof' (bin/bench -h lists them)
+bench: $(CONSUL)
+	$(GO) build -o $(BIN)/bench ./bench/cmd
+	$(BIN)/bench $(BENCH_FLAGS)
+
+## bench-smoke: a few seconds of the same harness, for CI: fails on any failed request, asserts no speed
+bench-smoke: $(CONSUL)
+	$(GO) build -o $(BIN)/bench ./bench/cmd
+	$(BIN)/bench -duration 1s -rounds 1 -warmup 500ms
+
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

@@ -124,6 +124,9 @@ func Start(ctx context.Context, dir, service, consulAddr string, env []string, e
 	}
 }
 
+// PID returns the process ID, for reading the process's /proc entries.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Signal sends sig to the process.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 

@@ -129,6 +129,15 @@ func (a *Agent) waitLeader(ctx context.Context, within time.Duration) error {
 	}
 }
 
+// PID returns the agent's process ID (0 when it is stopped), for reading its
+// /proc entries.
+func (a *Agent) PID() int {
+	if a.cmd == nil {
+		return 0
+	}
+	return a.cmd.Process.Pid
+}
+
 // Stop stops the agent (SIGTERM, then SIGKILL after 10s) and waits for it.
 // Stopping a stopped agent does nothing.
 func (a *Agent) Stop() {

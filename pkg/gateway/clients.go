@@ -11,7 +11,6 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
-	httptransport "github.com/go-kit/kit/transport/http"
 
 	"movieexample.com/metadata"
 	"movieexample.com/pkg/requestid"
@@ -46,35 +45,44 @@ func checkAggregate(a rating.Aggregate) error {
 	return nil
 }
 
-func factory(client *http.Client, path string, query func(id string) string, dec httptransport.DecodeResponseFunc) sd.Factory {
+// factory builds the endpoint for one instance: a GET of path with the
+// query query makes of the request (a movie ID), its answer decoded by dec,
+// and the caller's request ID forwarded so one ID follows the request
+// through every service's logs.
+//
+// It is what go-kit's httptransport.Client does for a GET, without what a
+// GET does not need: the go-kit client formats and parses its target URL
+// again, wraps the context in one more cancel and copies the request on
+// every call (docs/benchmarks.md has what that cost).
+func factory(client *http.Client, path string, query func(id string) string, dec decodeFunc) sd.Factory {
 	return func(instance string) (endpoint.Endpoint, io.Closer, error) {
-		tgt := &url.URL{Scheme: "http", Host: instance, Path: path}
-		enc := func(_ context.Context, r *http.Request, req any) error {
-			r.URL.RawQuery = query(req.(string))
-			return nil
-		}
-		c := httptransport.NewClient(http.MethodGet, tgt, enc, dec,
-			httptransport.SetClient(client),
-			httptransport.ClientBefore(forwardRequestID),
-		)
-		return c.Endpoint(), nil, nil
+		target := "http://" + instance + path + "?"
+		return func(ctx context.Context, req any) (any, error) {
+			r, err := http.NewRequestWithContext(ctx, http.MethodGet, target+query(req.(string)), nil)
+			if err != nil {
+				return nil, err
+			}
+			if id := requestid.FromContext(ctx); id != "" {
+				r.Header.Set(requestid.Header, id)
+			}
+			resp, err := client.Do(r)
+			if err != nil {
+				return nil, err
+			}
+			defer resp.Body.Close()
+			return dec(resp)
+		}, nil, nil
 	}
 }
 
-// forwardRequestID passes the caller's request ID upstream, so one ID
-// follows the request through every service's logs.
-func forwardRequestID(ctx context.Context, r *http.Request) context.Context {
-	if id := requestid.FromContext(ctx); id != "" {
-		r.Header.Set(requestid.Header, id)
-	}
-	return ctx
-}
+// decodeFunc turns an upstream answer into the endpoint's response.
+type decodeFunc func(*http.Response) (any, error)
 
 // decode reads at most max bytes of an upstream answer and turns it into a
 // T, or an error the retry policy understands. The body is read to its end
 // (within max) even for errors, so the connection can be reused.
-func decode[T any](max int64, check func(T) error) httptransport.DecodeResponseFunc {
-	return func(_ context.Context, resp *http.Response) (any, error) {
+func decode[T any](max int64, check func(T) error) decodeFunc {
+	return func(resp *http.Response) (any, error) {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 		if err != nil {
 			return nil, fmt.Errorf("read upstream body: %w", err)

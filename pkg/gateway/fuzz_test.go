@@ -2,13 +2,10 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
 	"testing"
-
-	httptransport "github.com/go-kit/kit/transport/http"
 
 	"movieexample.com/metadata"
 	"movieexample.com/rating"
@@ -22,12 +19,12 @@ const fuzzMaxBytes = 1 << 10
 // that it is either a value that passed check, or an error the retry policy
 // and the movie service understand: ErrNotFound for a 404, a retryable
 // statusError for a 5xx, ErrBadResponse for anything else.
-func fuzzDecode[T any](t *testing.T, dec httptransport.DecodeResponseFunc, check func(T) error, status int, body []byte) {
+func fuzzDecode[T any](t *testing.T, dec decodeFunc, check func(T) error, status int, body []byte) {
 	if status < 100 || status > 999 {
 		return // not a status a response can have
 	}
 	resp := &http.Response{StatusCode: status, Body: io.NopCloser(bytes.NewReader(body))}
-	v, err := dec(context.Background(), resp)
+	v, err := dec(resp)
 	var se *statusError
 	switch {
 	case err == nil:

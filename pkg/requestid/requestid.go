@@ -11,8 +11,11 @@ import (
 	"github.com/google/uuid"
 )
 
-// Header is the HTTP header that carries the request ID.
-const Header = "X-Request-ID"
+// Header is the HTTP header that carries the request ID, X-Request-ID,
+// spelled in Go's canonical form: http.Header's Get and Set then use it as
+// it is, where any other spelling costs a conversion and an allocation on
+// every call, several times per request.
+const Header = "X-Request-Id"
 
 // maxLen bounds an accepted incoming ID; longer ones are replaced.
 const maxLen = 128

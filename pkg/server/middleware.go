@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,33 @@ func route(r *http.Request) string {
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// resolved holds the counter and histogram of each label combination
+	// seen so far (routeKey -> routeMetrics), so that a request costs one
+	// map lookup instead of hashing its label values in both vectors. The
+	// labels are bounded (route, methodLabel), so the map is too.
+	resolved sync.Map
+}
+
+type routeKey struct {
+	route, method string
+	code          int
+}
+
+type routeMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (m *httpMetrics) forRoute(k routeKey) routeMetrics {
+	if rm, ok := m.resolved.Load(k); ok {
+		return rm.(routeMetrics)
+	}
+	rm := routeMetrics{
+		requests: m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(k.code)),
+		duration: m.duration.WithLabelValues(k.route, k.method),
+	}
+	m.resolved.Store(k, rm)
+	return rm
 }
 
 // newHTTPMetrics registers the request metrics with r. They carry no service
@@ -88,9 +116,10 @@ func (m *httpMetrics) instrument(accessLog bool, logger *slog.Logger, next http.
 			sw.status = http.StatusOK
 		}
 		elapsed := time.Since(start)
-		rt, method := route(r), methodLabel(r.Method)
-		m.requests.WithLabelValues(rt, method, strconv.Itoa(sw.status)).Inc()
-		m.duration.WithLabelValues(rt, method).Observe(elapsed.Seconds())
+		rt := route(r)
+		rm := m.forRoute(routeKey{route: rt, method: methodLabel(r.Method), code: sw.status})
+		rm.requests.Inc()
+		rm.duration.Observe(elapsed.Seconds())
 		if accessLog {
 			logger.InfoContext(r.Context(), "request", "method", r.Method, "route", rt, "path", r.URL.Path,
 				"status", sw.status, "duration_ms", float64(elapsed.Microseconds())/1000, "remote", r.RemoteAddr)

@@ -223,6 +223,9 @@ func handler(app App, ready func() error) http.Handler {
 	})})
 	mux.Handle("/metrics", Methods{http.MethodGet: promhttp.HandlerFor(app.Metrics, promhttp.HandlerOpts{Registry: app.Metrics})})
 	if app.Config.Pprof {
+		// Sample one contended lock in 100, or /debug/pprof/mutex stays
+		// empty: lock contention is one of the things a profile is for.
+		runtime.SetMutexProfileFraction(100)
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

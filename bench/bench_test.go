@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	httptransport "github.com/go-kit/kit/transport/http"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"movieexample.com/movie"
+)
+
+// floor starts the fan-out floor on httptest servers: two instances of each
+// backend behind the reference gateway.
+func floor(t *testing.T) *httptest.Server {
+	t.Helper()
+	addrs := func(h http.Handler) []string {
+		var as []string
+		for range 2 {
+			s := httptest.NewServer(h)
+			t.Cleanup(s.Close)
+			as = append(as, s.Listener.Addr().String())
+		}
+		return as
+	}
+	gw := httptest.NewServer(&Gateway{MetadataClient: NewClient(), RatingClient: NewClient(), Metadata: Fixed(addrs(MetadataBackend())...), Rating: Fixed(addrs(RatingBackend())...)})
+	t.Cleanup(gw.Close)
+	return gw
+}
+
+func TestFloorAnswersAsMovie(t *testing.T) {
+	gw := floor(t)
+	targets, err := Targets(gw.URL, ids, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		t.Run(tg.URL, func(t *testing.T) {
+			resp, err := http.Get(tg.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || string(body) != string(tg.Want) {
+				t.Errorf("got %d %s, want 200 %s", resp.StatusCode, body, tg.Want)
+			}
+		})
+	}
+	resp, err := http.Get(gw.URL + "/movie?id=unknown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown id: got %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestWantHasSeedData(t *testing.T) {
+	tests := []struct {
+		id         string
+		wantTitle  string
+		wantRating bool
+	}{
+		{"1", "The Shawshank Redemption", true},
+		{"5", "Seven Samurai", false}, // the seed's unrated movie
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			d := want(tt.id)
+			if d.Metadata.Title != tt.wantTitle || (d.Rating != nil) != tt.wantRating {
+				t.Errorf("got %+v, want title %q, rating present %v", d, tt.wantTitle, tt.wantRating)
+			}
+		})
+	}
+}
+
+func TestAttackCountsEveryRequestAndFailure(t *testing.T) {
+	gw := floor(t)
+	good, err := Targets(gw.URL, ids, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same request with the wrong expected answer: every one must
+	// count as a failure.
+	bad, err := Targets(gw.URL, []string{"1"}, func(string) movie.Details { return want("2") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		targets  []Target
+		failures bool
+	}{
+		{"right answers", good, false},
+		{"wrong answers", bad, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Attack(context.Background(), NewLoadClient(), tt.targets, Load{Connections: 4, Duration: 200 * time.Millisecond})
+			if s.Requests == 0 || len(s.latencies) != s.Requests {
+				t.Fatalf("got %d requests and %d latencies, want as many of each, at least one", s.Requests, len(s.latencies))
+			}
+			if got := s.Failures; (got > 0) != tt.failures || (tt.failures && got != s.Requests) {
+				t.Errorf("got %d of %d failed (first: %s), want failures: %v", got, s.Requests, s.FirstFailure, tt.failures)
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	want := []byte(`{"metadata":{"id":"1","title":"T","description":"","director":""},"rating":4.5}` + "\n")
+	tests := []struct {
+		name string
+		res  vegeta.Result
+		ok   bool
+	}{
+		{"same bytes", vegeta.Result{Code: 200, Body: want}, true},
+		{"same JSON, other spelling", vegeta.Result{Code: 200, Body: []byte(`{"rating":4.5, "metadata":{"title":"T","id":"1"}}`)}, true},
+		{"degraded answer", vegeta.Result{Code: 200, Body: []byte(`{"metadata":{"id":"1","title":"T"},"partial":["rating"]}`)}, false},
+		{"error status", vegeta.Result{Code: 503, Body: []byte(`{"error":"unavailable"}`)}, false},
+		{"no answer", vegeta.Result{Error: "connection refused"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if msg := check(&tt.res, want); (msg == "") != tt.ok {
+				t.Errorf("check: %q, want ok %v", msg, tt.ok)
+			}
+		})
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var s Sample
+	for i := 100; i >= 1; i-- { // unsorted on purpose
+		s.latencies = append(s.latencies, time.Duration(i)*time.Millisecond)
+	}
+	tests := []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0.5, 50 * time.Millisecond},
+		{0.9, 90 * time.Millisecond},
+		{0.99, 99 * time.Millisecond},
+		{1, 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		if got := s.Quantile(tt.q); got != tt.want {
+			t.Errorf("Quantile(%v) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+}
+
+func TestProcReadsThisProcess(t *testing.T) {
+	rss, err := peakRSS(os.Getpid())
+	if err != nil || rss <= 0 {
+		t.Errorf("peakRSS = %d, %v; want a positive size", rss, err)
+	}
+	if _, err := cpuTime(os.Getpid()); err != nil {
+		t.Errorf("cpuTime: %v", err)
+	}
+	if _, err := peakRSS(-1); err == nil {
+		t.Error("peakRSS(-1): got no error")
+	}
+}
+
+func TestServeUnknownRole(t *testing.T) {
+	if err := Serve(context.Background(), "nope", nil, io.Discard); !errors.Is(err, ErrUnknownRole) {
+		t.Errorf("got %v, want ErrUnknownRole", err)
+	}
+}
+
+// The bytes the harness expects are the bytes movie's go-kit encoder writes,
+// so the fast byte comparison holds for every good answer.
+func TestTargetsEncodeAsMovie(t *testing.T) {
+	ts, err := Targets("http://x", ids, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		rec := httptest.NewRecorder()
+		if err := httptransport.EncodeJSONResponse(context.Background(), rec, want(id)); err != nil {
+			t.Fatal(err)
+		}
+		if got := rec.Body.String(); got != string(ts[i].Want) {
+			t.Errorf("id %s: go-kit writes %q, harness expects %q", id, got, ts[i].Want)
+		}
+	}
+}

@@ -1,0 +1,52 @@
+// Command bench measures the movie API against the fan-out floor and the
+// per-request lookup in one run and prints one table; it exits 1 if any
+// request failed. `bench serve ROLE` runs one of the reference systems'
+// processes, which the benchmark starts itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"movieexample.com/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		stop()
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) >= 2 && args[0] == "serve" {
+		return bench.Serve(ctx, args[1], args[2:], stdout)
+	}
+	cfg := bench.DefaultConfig()
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&cfg.Connections, "connections", cfg.Connections, "keep-alive connections of the closed loop")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of one measurement of one system")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "measurements of each system, taken in turn")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "load each system gets before the first round")
+	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU and allocation profiles of movie, metadata, rating and the floor's processes, taken during their first round")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.Connections < 1 || cfg.Rounds < 1 || cfg.Duration <= 0 || cfg.Warmup < 0 {
+		return errors.New("connections and rounds must be at least 1, duration positive, warmup not negative")
+	}
+	return bench.Run(ctx, cfg, stdout, stderr)
+}

@@ -1,0 +1,139 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Targets of the issue that asked for this benchmark.
+const (
+	targetVsFloor   = 0.9 // movie's throughput over the floor's, at least
+	targetVsLookup  = 6   // movie's throughput over the per-request lookup's, at least
+	targetP99       = 1.5 // movie's p99 over the floor's at half the floor's rate, at most
+	targetRSSMB     = 40  // peak RSS of each service, below
+	movieappService = "movie metadata-1 metadata-2 rating-1 rating-2"
+)
+
+// report writes the table of one run.
+func report(out io.Writer, cfg Config, systems []*system, rate int, procs []process, loadBefore string) {
+	floor, mv, lookup := systems[0], systems[1], systems[2]
+	fmt.Fprintf(out, "\nGET /movie?id=1..5 in turn; closed loop on %d keep-alive connections; %d x %s per system, interleaved, after %s of warm-up\n",
+		cfg.Connections, cfg.Rounds, cfg.Duration, cfg.Warmup)
+	fmt.Fprintf(out, "machine: %d CPUs shared with the load generator; %s %s/%s; load average %s before, %s after; store: memory (DATABASE_URL=memory)\n\n",
+		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, loadBefore, loadAverage())
+
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\treq/s\tp50\tp90\tp99\tmax\tfailed\tCPU/req\tallocs/req\tload gen CPU/req\t")
+	for _, s := range systems {
+		c := &s.closed
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", s.name, c.Rate(),
+			ms(c.Quantile(.5)), ms(c.Quantile(.9)), ms(c.Quantile(.99)), ms(c.Quantile(1)), c.Failures,
+			perRequest(s.cpu(), c.Requests), allocsPerRequest(s.allocs(), c.Requests), perRequest(s.genCPU, c.Requests))
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+
+	fmt.Fprintln(out, "per request, by process")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\tCPU\tallocs\tread calls\twrite calls\tcontext switches\t")
+	for _, s := range systems {
+		fmt.Fprintf(tw, "%s\t\t\t\t\t\t\n", s.name)
+		n := float64(s.closed.Requests)
+		for i, p := range s.procs {
+			a := ""
+			if p.allocsURL != "" {
+				a = allocsPerRequest(s.procAllocs[i], s.closed.Requests)
+			}
+			u := s.procUsage[i]
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t\n", p.name, perRequest(u.cpu, s.closed.Requests), a,
+				float64(u.reads)/n, float64(u.writes)/n, float64(u.contextSwitches)/n)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	verdict(tw, "movie / fan-out floor", ratio(mv.closed.Rate(), floor.closed.Rate()), fmt.Sprintf(">= %.2fx", targetVsFloor), ratio(mv.closed.Rate(), floor.closed.Rate()) >= targetVsFloor)
+	verdict(tw, "movie / per-request lookup", ratio(mv.closed.Rate(), lookup.closed.Rate()), fmt.Sprintf(">= %dx", targetVsLookup), ratio(mv.closed.Rate(), lookup.closed.Rate()) >= targetVsLookup)
+	tw.Flush()
+
+	if rate > 0 {
+		fmt.Fprintf(out, "\nfixed rate of %d req/s (half the floor's max), %d x %s per system, interleaved\n\n", rate, cfg.Rounds, cfg.Duration)
+		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "system\treq/s\tp50\tp90\tp99\tmax\tfailed\t")
+		for _, s := range []*system{floor, mv} {
+			f := &s.fixed
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", s.name, f.Rate(),
+				ms(f.Quantile(.5)), ms(f.Quantile(.9)), ms(f.Quantile(.99)), ms(f.Quantile(1)), f.Failures)
+		}
+		tw.Flush()
+		fmt.Fprintln(out)
+		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		r := ratio(float64(mv.fixed.Quantile(.99)), float64(floor.fixed.Quantile(.99)))
+		verdict(tw, "movie p99 / floor p99", r, fmt.Sprintf("<= %.1fx", targetP99), r <= targetP99)
+		tw.Flush()
+	}
+
+	fmt.Fprintf(out, "\npeak RSS (VmHWM)\n\n")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, p := range procs {
+		rss, err := peakRSS(p.pid)
+		if err != nil {
+			fmt.Fprintf(tw, "%s\t?\t%v\n", p.name, err)
+			continue
+		}
+		mb := float64(rss) / (1 << 20)
+		note := ""
+		if strings.Contains(" "+movieappService+" ", " "+p.name+" ") {
+			note = fmt.Sprintf("  target < %d MB: %s", targetRSSMB, met(mb < targetRSSMB))
+		}
+		fmt.Fprintf(tw, "%s\t%5.1f MB%s\n", p.name, mb, note)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+}
+
+func verdict(w io.Writer, name string, r float64, target string, ok bool) {
+	fmt.Fprintf(w, "%s\t%.2fx\ttarget %s: %s\n", name, r, target, met(ok))
+}
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// ms formats d in milliseconds, to the microsecond.
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+// allocsPerRequest formats heap allocations per request: objects and
+// bytes.
+func allocsPerRequest(a allocs, requests int) string {
+	if requests == 0 {
+		return "-"
+	}
+	n := float64(requests)
+	return fmt.Sprintf("%.0f / %.1fKB", a.objects/n, a.bytes/n/1024)
+}
+
+// perRequest formats CPU time per request in microseconds.
+func perRequest(cpu time.Duration, requests int) string {
+	if requests == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fµs", float64(cpu)/float64(requests)/float64(time.Microsecond))
+}
