@@ -216,7 +216,8 @@ func (u *upstream) try(ctx context.Context, req any) (any, error) {
 	first := rand.IntN(n)
 	var (
 		lastErr   error
-		attempts  int
+		attempts  int // real attempts made, skipped instances not counted
+		paid      int // retries paid for with the budget and a backoff
 		skips     int // instances skipped in a row for an open breaker
 		panicking bool
 	)
@@ -224,11 +225,15 @@ func (u *upstream) try(ctx context.Context, req any) (any, error) {
 	// in a row end it (failFast) or end skipping (panicking bypasses the
 	// breakers).
 	for i := 0; attempts < u.cfg.MaxAttempts; i++ {
-		if attempts > 0 && !skipped(lastErr) {
+		// Every attempt after the first is a retry, paid for once: an
+		// instance skipped for its open breaker does not pay again, and
+		// neither does it let the next attempt go unpaid.
+		if attempts > paid {
 			if !u.budget.withdraw() {
 				u.m.budgetExhausted.Inc()
 				break
 			}
+			paid = attempts
 			u.m.retries.Inc()
 			if err := sleep(ctx, jitter(u.cfg.Backoff<<(attempts-1))); err != nil {
 				break
