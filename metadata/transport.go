@@ -13,7 +13,7 @@ import (
 
 // NewHTTPHandler serves the endpoints: GET /metadata?id=ID and PUT /metadata
 // with a JSON body.
-func NewHTTPHandler(e Endpoints, logger *slog.Logger) http.Handler {
+func NewHTTPHandler(e Endpoints, logger *slog.Logger) *http.ServeMux {
 	opts := []httptransport.ServerOption{
 		httptransport.ServerErrorEncoder(server.ErrorEncoder(logger, statusOf)),
 	}

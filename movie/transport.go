@@ -12,7 +12,7 @@ import (
 )
 
 // NewHTTPHandler serves the endpoints: GET /movie?id=ID.
-func NewHTTPHandler(e Endpoints, logger *slog.Logger) http.Handler {
+func NewHTTPHandler(e Endpoints, logger *slog.Logger) *http.ServeMux {
 	mux := server.NewMux()
 	mux.Handle("/movie", server.Methods{
 		http.MethodGet: httptransport.NewServer(e.Get, decodeGetRequest, httptransport.EncodeJSONResponse,

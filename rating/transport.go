@@ -15,7 +15,7 @@ import (
 
 // NewHTTPHandler serves the endpoints: GET /rating?id=ID&type=movie and
 // PUT /rating?id=ID&type=movie&userId=U&value=N.
-func NewHTTPHandler(e Endpoints, logger *slog.Logger) http.Handler {
+func NewHTTPHandler(e Endpoints, logger *slog.Logger) *http.ServeMux {
 	opts := []httptransport.ServerOption{
 		httptransport.ServerErrorEncoder(server.ErrorEncoder(logger, statusOf)),
 	}

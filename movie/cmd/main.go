@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return server.Run(ctx, server.App{
 		Config:  cfg,
 		Logger:  logger,
-		Handler: movie.NewHTTPHandler(movie.MakeEndpoints(svc), logger),
+		Routes:  movie.NewHTTPHandler(movie.MakeEndpoints(svc), logger),
 		Metrics: metrics,
 		// Watching starts once registration proved Consul reachable, so the
 		// first query finds the upstreams' instances rather than an error.

@@ -63,7 +63,7 @@ func instrumentedServer(t *testing.T, accessLog bool, logs io.Writer) *httptest.
 	app := App{
 		Config:  Config{Service: "rating", AccessLog: accessLog},
 		Logger:  logger,
-		Handler: mux,
+		Routes:  mux,
 		Metrics: NewMetricsRegistry(),
 	}
 	srv := httptest.NewServer(handler(app, func() error { return nil }))

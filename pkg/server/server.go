@@ -40,9 +40,13 @@ const (
 
 // App is one service instance for Run to serve.
 type App struct {
-	Config  Config
-	Logger  *slog.Logger
-	Handler http.Handler         // the service's routes
+	Config Config
+	Logger *slog.Logger
+	// Routes are the service's routes, on a mux from NewMux. Run adds
+	// /health, /ready and /metrics (and /debug/pprof/) to the same mux, so
+	// that a request is routed once: a second mux in front would send every
+	// service path through its catch-all, which costs allocations per request.
+	Routes  *http.ServeMux
 	Metrics *prometheus.Registry // served on /metrics; see NewMetricsRegistry
 
 	// Registry is where the instance registers; nil means the Consul agent
@@ -206,11 +210,13 @@ func Run(ctx context.Context, app App) error {
 	return failed
 }
 
-// handler wraps the service's routes with the operational routes and the
-// middleware every request goes through.
+// handler adds the operational routes to the service's and wraps them in
+// the middleware every request goes through.
 func handler(app App, ready func() error) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/", app.Handler)
+	mux := app.Routes
+	if mux == nil {
+		mux = NewMux()
+	}
 	mux.Handle("/health", Methods{http.MethodGet: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusOK, "ok", "")
 	})})

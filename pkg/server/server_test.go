@@ -111,7 +111,7 @@ func runTestServer(t *testing.T, reg *discovery.Memory) (addr string, stop func(
 		done <- Run(ctx, App{
 			Config:   cfg,
 			Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Handler:  mux,
+			Routes:   mux,
 			Metrics:  NewMetricsRegistry(),
 			Registry: reg,
 		})
@@ -219,7 +219,7 @@ func TestRunFailsClearlyWithoutConsul(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := Run(context.Background(), App{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Handler: NewMux(), Metrics: NewMetricsRegistry()})
+		Routes: NewMux(), Metrics: NewMetricsRegistry()})
 	if err == nil || !strings.Contains(err.Error(), dead) {
 		t.Errorf("Run with no Consul: err = %v, want an error naming %s", err, dead)
 	}

@@ -62,7 +62,7 @@ func startServer(t *testing.T) string {
 	done := make(chan error, 1)
 	go func() {
 		done <- server.Run(ctx, server.App{
-			Config: cfg, Logger: logger, Handler: server.NewMux(),
+			Config: cfg, Logger: logger, Routes: server.NewMux(),
 			Metrics: prometheus.NewRegistry(), Registry: discovery.NewMemory(),
 		})
 	}()

@@ -36,7 +36,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return server.Run(ctx, server.App{
 		Config:  cfg,
 		Logger:  logger,
-		Handler: rating.NewHTTPHandler(rating.MakeEndpoints(svc), logger),
+		Routes:  rating.NewHTTPHandler(rating.MakeEndpoints(svc), logger),
 		Metrics: server.NewMetricsRegistry(),
 	})
 }
