@@ -19,16 +19,16 @@ import (
 
 // metadataFactory builds the endpoint for one metadata instance: an ID in,
 // metadata.Metadata out.
-func metadataFactory(client *http.Client, cfg Config) sd.Factory {
-	return factory(client, "/metadata", func(id string) string {
+func metadataFactory(rt http.RoundTripper, cfg Config) sd.Factory {
+	return factory(rt, "/metadata", func(id string) string {
 		return "id=" + url.QueryEscape(id)
 	}, decode(cfg.MaxResponseBytes, checkMetadata))
 }
 
 // ratingFactory builds the endpoint for one rating instance: a movie ID in,
 // rating.Aggregate out.
-func ratingFactory(client *http.Client, cfg Config) sd.Factory {
-	return factory(client, "/rating", func(id string) string {
+func ratingFactory(rt http.RoundTripper, cfg Config) sd.Factory {
+	return factory(rt, "/rating", func(id string) string {
 		return "type=" + string(rating.RecordTypeMovie) + "&id=" + url.QueryEscape(id)
 	}, decode(cfg.MaxResponseBytes, checkAggregate))
 }
@@ -53,8 +53,12 @@ func checkAggregate(a rating.Aggregate) error {
 // It is what go-kit's httptransport.Client does for a GET, without what a
 // GET does not need: the go-kit client formats and parses its target URL
 // again, wraps the context in one more cancel and copies the request on
-// every call (docs/benchmarks.md has what that cost).
-func factory(client *http.Client, path string, query func(id string) string, dec decodeFunc) sd.Factory {
+// every call. And a call is one round trip, made on the transport itself:
+// http.Client would add what an upstream call must not do (follow
+// redirects, keep cookies) and copy the request's headers on every call in
+// case it does (docs/benchmarks.md has what both cost). An upstream's 3xx is
+// an answer the decoder refuses, as any other status it does not expect.
+func factory(rt http.RoundTripper, path string, query func(id string) string, dec decodeFunc) sd.Factory {
 	return func(instance string) (endpoint.Endpoint, io.Closer, error) {
 		target := "http://" + instance + path + "?"
 		return func(ctx context.Context, req any) (any, error) {
@@ -65,7 +69,7 @@ func factory(client *http.Client, path string, query func(id string) string, dec
 			if id := requestid.FromContext(ctx); id != "" {
 				r.Header.Set(requestid.Header, id)
 			}
-			resp, err := client.Do(r)
+			resp, err := rt.RoundTrip(r)
 			if err != nil {
 				return nil, err
 			}

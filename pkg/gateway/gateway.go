@@ -127,14 +127,14 @@ type Gateway struct {
 // before the first call and Stop when done.
 func New(cfg Config, instancers InstancerFunc, logger *slog.Logger, reg prometheus.Registerer) *Gateway {
 	m := newMetrics(reg)
-	// A client, and so a connection pool, per upstream: every call takes
+	// A transport, and so a connection pool, per upstream: every call takes
 	// the pool's lock twice, and one pool for both upstreams was the most
 	// contended lock in movie under load.
 	return &Gateway{
 		// Movie answers without a rating but not without metadata: only
 		// rating fails fast when every instance is ejected.
-		metadata: newUpstream("metadata", cfg, false, instancers, metadataFactory(newHTTPClient(), cfg), m, logger),
-		rating:   newUpstream("rating", cfg, true, instancers, ratingFactory(newHTTPClient(), cfg), m, logger),
+		metadata: newUpstream("metadata", cfg, false, instancers, metadataFactory(newTransport(), cfg), m, logger),
+		rating:   newUpstream("rating", cfg, true, instancers, ratingFactory(newTransport(), cfg), m, logger),
 	}
 }
 
@@ -196,23 +196,19 @@ func (g *Gateway) Rating(ctx context.Context, id string) (rating.Aggregate, erro
 	return resp.(rating.Aggregate), nil
 }
 
-// newHTTPClient returns the client for upstream calls. The per-attempt
-// context bounds every call, so the transport needs no timer of its own for
+// newTransport returns the transport of an upstream's calls. The
+// per-attempt context bounds every call, so it needs no timer of its own for
 // the response; the pool keeps enough idle connections per instance for the
 // fan-out (the default keeps 2, which under load means a new TCP connection
 // for most calls); and the answers, a few hundred bytes of JSON inside the
 // cluster, are not worth asking for gzip.
-func newHTTPClient() *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:               nil, // upstreams are discovered addresses, never reached through a proxy
-			DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        1024,
-			MaxIdleConnsPerHost: 256,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-		// Redirects from an upstream are a bug, not something to follow.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               nil, // upstreams are discovered addresses, never reached through a proxy
+		DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-kit/kit/sd"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"movieexample.com/pkg/requestid"
 )
@@ -260,5 +261,47 @@ func TestForwardsRequestID(t *testing.T) {
 	}
 	if got.Load() != "req-42" {
 		t.Errorf("upstream saw request ID %q, want req-42", got.Load())
+	}
+}
+
+func TestRedirectIsNotFollowed(t *testing.T) {
+	target := newBackend(t, okMetadata)
+	redirecting := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+r.URL.RequestURI(), http.StatusFound)
+	})
+	g := newGateway(t, DefaultConfig(), redirecting.addr())
+	_, err := g.Metadata(context.Background(), "1")
+	if !errors.Is(err, ErrBadResponse) {
+		t.Errorf("err = %v, want ErrBadResponse for a 302", err)
+	}
+	if got := target.hits.Load(); got != 0 {
+		t.Errorf("redirect target hit %d times, want 0: an upstream call follows no redirect", got)
+	}
+}
+
+func TestCallerCancelDoesNotEjectInstance(t *testing.T) {
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("id") == "slow" {
+			<-r.Context().Done()
+			return
+		}
+		okMetadata(w, r)
+	})
+	cfg := DefaultConfig()
+	cfg.BreakerFailures = 2
+	cfg.BreakerCooldown = time.Hour
+	g := newGateway(t, cfg, b.addr())
+	for range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(10*time.Millisecond, cancel)
+		if _, err := g.Metadata(ctx, "slow"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want one wrapping context.Canceled", err)
+		}
+	}
+	if _, err := g.Metadata(context.Background(), "1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(g.metadata.m.ejections); n != 0 {
+		t.Errorf("%v ejections after calls its caller abandoned, want 0: they say nothing about the instance", n)
 	}
 }
