@@ -29,7 +29,7 @@ func floor(t *testing.T) *httptest.Server {
 		}
 		return as
 	}
-	gw := httptest.NewServer(&Gateway{MetadataClient: NewClient(), RatingClient: NewClient(), Metadata: Fixed(addrs(MetadataBackend())...), Rating: Fixed(addrs(RatingBackend())...)})
+	gw := httptest.NewServer(&Gateway{MetadataTransport: NewTransport(), RatingTransport: NewTransport(), Metadata: Fixed(addrs(MetadataBackend())...), Rating: Fixed(addrs(RatingBackend())...)})
 	t.Cleanup(gw.Close)
 	return gw
 }

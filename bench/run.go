@@ -45,6 +45,9 @@ type Config struct {
 	// one metadata and one rating instance, the floor gateway and one floor
 	// backend, taken during their system's first round.
 	ProfileDir string
+	// Rate is the fixed-rate load in requests per second; 0 means half the
+	// floor's closed-loop rate, what the issue's latency target is about.
+	Rate int
 }
 
 // DefaultConfig is the full run `make bench` does.
@@ -284,7 +287,10 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		}
 	}
 
-	fixed := Load{Connections: cfg.Connections, Rate: int(floorSys.closed.Rate() / 2), Duration: cfg.Duration}
+	fixed := Load{Connections: cfg.Connections, Rate: cfg.Rate, Duration: cfg.Duration}
+	if fixed.Rate == 0 {
+		fixed.Rate = int(floorSys.closed.Rate() / 2)
+	}
 	for r := 1; r <= cfg.Rounds && fixed.Rate > 0; r++ {
 		for _, s := range []*system{floorSys, movieSys} {
 			sample := Attack(ctx, s.client, s.targets, fixed)

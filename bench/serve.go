@@ -40,15 +40,22 @@ func Serve(ctx context.Context, role string, args []string, stdout io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var h http.Handler
+	// Each process routes its one path exactly, as movieapp's services do:
+	// a catch-all pattern costs net/http allocations on every request.
+	var (
+		h    http.Handler
+		path string
+	)
 	switch role {
 	case roleMetadata:
-		h = MetadataBackend()
+		h, path = MetadataBackend(), "/metadata"
 	case roleRating:
-		h = RatingBackend()
+		h, path = RatingBackend(), "/rating"
 	case roleFloor:
-		h = &Gateway{MetadataClient: NewClient(), RatingClient: NewClient(), Metadata: Fixed(strings.Split(*mdAddr, ",")...), Rating: Fixed(strings.Split(*ratAddr, ",")...)}
+		path = "/movie"
+		h = &Gateway{MetadataTransport: NewTransport(), RatingTransport: NewTransport(), Metadata: Fixed(strings.Split(*mdAddr, ",")...), Rating: Fixed(strings.Split(*ratAddr, ",")...)}
 	case roleLookup:
+		path = "/movie"
 		cfg := consul.DefaultConfig()
 		cfg.Address = *consulAddr
 		// A pool as deep as the load, so the lookup design is measured
@@ -61,13 +68,13 @@ func Serve(ctx context.Context, role string, args []string, stdout io.Writer) er
 		if err != nil {
 			return err
 		}
-		h = &Gateway{MetadataClient: NewClient(), RatingClient: NewClient(), Metadata: ConsulLookup(client, *mdAddr), Rating: ConsulLookup(client, *ratAddr)}
+		h = &Gateway{MetadataTransport: NewTransport(), RatingTransport: NewTransport(), Metadata: ConsulLookup(client, *mdAddr), Rating: ConsulLookup(client, *ratAddr)}
 	default:
 		return fmt.Errorf("%w %q", ErrUnknownRole, role)
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/", h)
+	mux.Handle(path, h)
 	// For profiling the references next to movieapp's services (-profile),
 	// and their allocation counters in memstats.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
