@@ -23,8 +23,12 @@ func report(out io.Writer, cfg Config, systems []*system, rate int, procs []proc
 	floor, mv, lookup := systems[0], systems[1], systems[2]
 	fmt.Fprintf(out, "\nGET /movie?id=1..5 in turn; closed loop on %d keep-alive connections; %d x %s per system, interleaved, after %s of warm-up\n",
 		cfg.Connections, cfg.Rounds, cfg.Duration, cfg.Warmup)
-	fmt.Fprintf(out, "machine: %d CPUs shared with the load generator; %s %s/%s; load average %s before, %s after; store: memory (DATABASE_URL=memory)\n\n",
-		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, loadBefore, loadAverage())
+	gogc := "Go's default"
+	if cfg.GOGC != "" {
+		gogc = cfg.GOGC
+	}
+	fmt.Fprintf(out, "machine: %d CPUs shared with the load generator; %s %s/%s; load average %s before, %s after; store: memory (DATABASE_URL=memory); GOGC of the measured processes: %s\n\n",
+		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, loadBefore, loadAverage(), gogc)
 
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\treq/s\tp50\tp90\tp99\tmax\tfailed\tCPU/req\tallocs/req\tload gen CPU/req\t")

@@ -48,6 +48,10 @@ type Config struct {
 	// Rate is the fixed-rate load in requests per second; 0 means half the
 	// floor's closed-loop rate, what the issue's latency target is about.
 	Rate int
+	// GOGC, if set, is the GOGC of every measured process (the services
+	// and the reference processes alike, not Consul or the load
+	// generator), to see what the garbage collector's pace costs each.
+	GOGC string
 }
 
 // DefaultConfig is the full run `make bench` does.
@@ -154,6 +158,11 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	// DATABASE_URL=memory: the in-memory store, so the benchmark measures
 	// the services and not a database shared between instances.
 	env := []string{"DATABASE_URL=memory"}
+	var refEnv []string
+	if cfg.GOGC != "" {
+		env = append(env, "GOGC="+cfg.GOGC)
+		refEnv = append(os.Environ(), "GOGC="+cfg.GOGC)
+	}
 	var extra []string
 	if cfg.ProfileDir != "" {
 		extra = append(extra, "-pprof")
@@ -184,7 +193,7 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		}
 	}()
 	startRef := func(role string, args ...string) (*refProcess, error) {
-		p, err := startRefProcess(ctx, self, role, args...)
+		p, err := startRefProcess(ctx, self, refEnv, role, args...)
 		if err == nil {
 			refs = append(refs, p)
 		}
@@ -435,10 +444,11 @@ func (p *refProcess) process(name string) process {
 	return process{name: name, pid: p.pid(), allocsURL: "http://" + p.addr + "/debug/vars"}
 }
 
-// startRefProcess runs `self serve role args...` and waits for the address
-// it listens on.
-func startRefProcess(ctx context.Context, self, role string, args ...string) (*refProcess, error) {
+// startRefProcess runs `self serve role args...` with env (nil: the
+// harness's own) and waits for the address it listens on.
+func startRefProcess(ctx context.Context, self string, env []string, role string, args ...string) (*refProcess, error) {
 	cmd := exec.Command(self, append([]string{"serve", role}, args...)...)
+	cmd.Env = env
 	cmd.Stderr = os.Stderr
 	// A harness killed mid-way must not leave reference processes running.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

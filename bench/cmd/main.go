@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "measurements of each system, taken in turn")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "load each system gets before the first round")
 	fs.IntVar(&cfg.Rate, "rate", 0, "requests per second of the fixed-rate rounds (default half the floor's closed-loop rate)")
+	fs.StringVar(&cfg.GOGC, "gogc", "", "GOGC of the services and reference processes (default: Go's, 100)")
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU and allocation profiles of movie, metadata, rating and the floor's processes, taken during their first round")
 	if err := fs.Parse(args); err != nil {
 		return err
