@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -123,6 +124,14 @@ func TestConsulInstancerAfterConsulLosesItsState(t *testing.T) {
 			}
 			register(t, client, "rating-a", 1001)
 			register(t, client, "rating-b", 1002)
+			// The agent syncs a registration to the catalog, which health
+			// queries read, on its own schedule: wait for it, so that the
+			// instancer's first answer already has both and an empty set
+			// can only come from the restart.
+			waitUntil(t, 10*time.Second, "both instances in the catalog", func() bool {
+				entries, _, err := client.Health().Service("rating", "", true, nil)
+				return err == nil && len(entries) == 2
+			})
 
 			logs := &logRecords{}
 			ctx, cancel := context.WithCancel(context.Background())
@@ -131,9 +140,8 @@ func TestConsulInstancerAfterConsulLosesItsState(t *testing.T) {
 			defer in.Stop()
 			evs := subscribe(t, in)
 			both := []string{"127.0.0.1:1001", "127.0.0.1:1002"}
-			if got := evs.last(); !slices.Equal(got, both) {
-				t.Fatalf("first instances %v, want %v", got, both)
-			}
+			// The subscriber records events on a goroutine of its own.
+			waitUntil(t, 5*time.Second, "first instances "+fmt.Sprint(both), func() bool { return slices.Equal(evs.last(), both) })
 
 			agent.Stop()
 			waitUntil(t, 10*time.Second, "instancer sees Consul gone", func() bool { return logs.has("service discovery failing; keeping the last known instances") })
