@@ -158,6 +158,26 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
+func TestSpreadPairsRoundsInOrder(t *testing.T) {
+	tests := []struct {
+		a, b []float64
+		want string
+	}{
+		{[]float64{9, 12, 10}, []float64{10, 10, 10}, "rounds 0.90x to 1.20x"},
+		// Paired in order (9/10, 12/12), not the extremes of each side
+		// (9/12, 12/10).
+		{[]float64{9, 12}, []float64{10, 12}, "rounds 0.90x to 1.00x"},
+		{[]float64{8, 9}, []float64{10, 10, 10}, "rounds 0.80x to 0.90x"},
+		{[]float64{9}, []float64{10}, ""}, // one round has no spread
+		{nil, nil, ""},
+	}
+	for _, tt := range tests {
+		if got := spread(tt.a, tt.b); got != tt.want {
+			t.Errorf("spread(%v, %v) = %q, want %q", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
 func TestProcReadsThisProcess(t *testing.T) {
 	rss, err := peakRSS(os.Getpid())
 	if err != nil || rss <= 0 {

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"strings"
 	"text/tabwriter"
@@ -61,8 +62,9 @@ func report(out io.Writer, cfg Config, systems []*system, rate int, procs []proc
 	fmt.Fprintln(out)
 
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	verdict(tw, "movie / fan-out floor", ratio(mv.closed.Rate(), floor.closed.Rate()), fmt.Sprintf(">= %.2fx", targetVsFloor), ratio(mv.closed.Rate(), floor.closed.Rate()) >= targetVsFloor)
-	verdict(tw, "movie / per-request lookup", ratio(mv.closed.Rate(), lookup.closed.Rate()), fmt.Sprintf(">= %dx", targetVsLookup), ratio(mv.closed.Rate(), lookup.closed.Rate()) >= targetVsLookup)
+	vsFloor, vsLookup := ratio(mv.closed.Rate(), floor.closed.Rate()), ratio(mv.closed.Rate(), lookup.closed.Rate())
+	ratioLine(tw, "movie / fan-out floor", vsFloor, verdict(fmt.Sprintf(">= %.2fx", targetVsFloor), vsFloor >= targetVsFloor), spread(mv.roundRates, floor.roundRates))
+	ratioLine(tw, "movie / per-request lookup", vsLookup, verdict(fmt.Sprintf(">= %dx", targetVsLookup), vsLookup >= targetVsLookup), spread(mv.roundRates, lookup.roundRates))
 	tw.Flush()
 
 	if rate > 0 {
@@ -85,9 +87,9 @@ func report(out io.Writer, cfg Config, systems []*system, rate int, procs []proc
 		if cfg.Rate > 0 {
 			// The target is about half the floor's rate; at another rate
 			// the ratio is reported, not judged.
-			fmt.Fprintf(tw, "movie p99 / floor p99\t%.2fx\n", r)
+			ratioLine(tw, "movie p99 / floor p99", r, spread(mv.roundP99s, floor.roundP99s))
 		} else {
-			verdict(tw, "movie p99 / floor p99", r, fmt.Sprintf("<= %.1fx", targetP99), r <= targetP99)
+			ratioLine(tw, "movie p99 / floor p99", r, verdict(fmt.Sprintf("<= %.1fx", targetP99), r <= targetP99), spread(mv.roundP99s, floor.roundP99s))
 		}
 		tw.Flush()
 	}
@@ -111,8 +113,38 @@ func report(out io.Writer, cfg Config, systems []*system, rate int, procs []proc
 	fmt.Fprintln(out)
 }
 
-func verdict(w io.Writer, name string, r float64, target string, ok bool) {
-	fmt.Fprintf(w, "%s\t%.2fx\ttarget %s: %s\n", name, r, target, met(ok))
+// ratioLine writes a ratio and what is said of it (its verdict, its
+// spread), leaving out what is empty.
+func ratioLine(w io.Writer, name string, r float64, notes ...string) {
+	fmt.Fprintf(w, "%s\t%.2fx", name, r)
+	for _, n := range notes {
+		if n != "" {
+			fmt.Fprintf(w, "\t%s", n)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+func verdict(target string, ok bool) string {
+	return fmt.Sprintf("target %s: %s", target, met(ok))
+}
+
+// spread describes how the ratio of a to b moves from round to round: a[i]
+// against b[i], the rounds of the two systems taken one after the other.
+// The verdict is on the pooled rounds; the spread says how far one round on
+// this machine can be from it, and so how much a ratio near its target
+// means.
+func spread(a, b []float64) string {
+	n := min(len(a), len(b))
+	if n < 2 {
+		return ""
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i := range n {
+		r := ratio(a[i], b[i])
+		lo, hi = min(lo, r), max(hi, r)
+	}
+	return fmt.Sprintf("rounds %.2fx to %.2fx", lo, hi)
 }
 
 func met(ok bool) string {

@@ -96,6 +96,10 @@ type system struct {
 	profiled map[string]string
 
 	warmup, closed, fixed Sample
+	// Each round's throughput (closed loop) and p99 (fixed rate), in
+	// order, for the spread of the ratios between systems.
+	roundRates []float64
+	roundP99s  []float64
 	// Over the closed-loop rounds: usage and allocations of each of procs,
 	// and the load generator's CPU time.
 	procUsage  []usage
@@ -284,6 +288,7 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 				s.procAllocs[i].bytes += a.bytes - allocsBefore[i].bytes
 			}
 			s.closed.Add(sample)
+			s.roundRates = append(s.roundRates, sample.Rate())
 			logf("round %d/%d %-18s %8.0f req/s  p99 %s  %s", r, cfg.Rounds, s.name, sample.Rate(), ms(sample.Quantile(.99)), failures(sample))
 			if profiles != nil {
 				if err := profiles(); err != nil {
@@ -304,6 +309,7 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		for _, s := range []*system{floorSys, movieSys} {
 			sample := Attack(ctx, s.client, s.targets, fixed)
 			s.fixed.Add(sample)
+			s.roundP99s = append(s.roundP99s, float64(sample.Quantile(.99)))
 			logf("fixed rate %d/%d %-18s %8.0f req/s  p99 %s  %s", r, cfg.Rounds, s.name, sample.Rate(), ms(sample.Quantile(.99)), failures(sample))
 		}
 		if err := ctx.Err(); err != nil {
