@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,5 +214,117 @@ func TestTargetsEncodeAsMovie(t *testing.T) {
 		if got := rec.Body.String(); got != string(ts[i].Want) {
 			t.Errorf("id %s: go-kit writes %q, harness expects %q", id, got, ts[i].Want)
 		}
+	}
+}
+
+func TestLineupTakesMovieBRightAfterMovie(t *testing.T) {
+	floor, mv, b, lookup := &system{name: "floor"}, &system{name: "movie"}, &system{name: "movie B"}, &system{name: "lookup"}
+	tests := []struct {
+		name                      string
+		l                         lineup
+		wantInTurn, wantFixedRate string
+	}{
+		{"without movie B", lineup{floor: floor, movie: mv, lookup: lookup}, "floor movie lookup", "floor movie"},
+		{"with movie B", lineup{floor: floor, movie: mv, movieB: b, lookup: lookup}, "floor movie movie B lookup", "floor movie movie B"},
+	}
+	names := func(ss []*system) string {
+		var ns []string
+		for _, s := range ss {
+			ns = append(ns, s.name)
+		}
+		return strings.Join(ns, " ")
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := names(tt.l.inTurn()); got != tt.wantInTurn {
+				t.Errorf("inTurn: got %q, want %q", got, tt.wantInTurn)
+			}
+			if got := names(tt.l.atFixedRate()); got != tt.wantFixedRate {
+				t.Errorf("atFixedRate: got %q, want %q", got, tt.wantFixedRate)
+			}
+		})
+	}
+}
+
+// measured is a system whose closed-loop rounds ran at rates, one second
+// each, and whose fixed-rate rounds had p99s (in ms).
+func measured(rates []float64, p99s ...float64) *system {
+	s := &system{roundRates: rates}
+	for _, r := range rates {
+		s.closed.Add(Sample{Requests: int(r), Elapsed: time.Second})
+	}
+	for _, p := range p99s {
+		d := time.Duration(p * float64(time.Millisecond))
+		s.fixed.Add(Sample{latencies: []time.Duration{d}})
+		s.roundP99s = append(s.roundP99s, float64(d))
+	}
+	return s
+}
+
+// lines returns out's lines with their runs of spaces made one, so that a
+// want does not depend on the tabwriter's padding.
+func lines(out string) []string {
+	var ls []string
+	for l := range strings.Lines(out) {
+		ls = append(ls, strings.Join(strings.Fields(l), " "))
+	}
+	return ls
+}
+
+func TestRatiosOfMovieBOverMovie(t *testing.T) {
+	refs := lineup{
+		floor:  measured([]float64{1000, 1000}, 2, 2),
+		movie:  measured([]float64{900, 1000}, 3, 2),
+		lookup: measured([]float64{100, 100}),
+	}
+	withB := refs
+	withB.movieB = measured([]float64{990, 1050}, 3.3, 1.8)
+	withOneRound := lineup{floor: measured([]float64{1000}, 2), movie: measured([]float64{1000}, 2), movieB: measured([]float64{1100}, 2.2), lookup: measured([]float64{100})}
+	tests := []struct {
+		name      string
+		l         lineup
+		wantRates []string
+		wantP99s  []string
+	}{
+		{"without movie B", refs,
+			[]string{
+				"movie / fan-out floor 0.95x target >= 0.90x: met rounds 0.90x to 1.00x",
+				"movie / per-request lookup 9.50x target >= 6x: met rounds 9.00x to 10.00x",
+			},
+			[]string{"movie p99 / floor p99 1.50x target <= 1.5x: met rounds 1.00x to 1.50x"},
+		},
+		{"with movie B", withB,
+			[]string{
+				"movie / fan-out floor 0.95x target >= 0.90x: met rounds 0.90x to 1.00x",
+				"movie / per-request lookup 9.50x target >= 6x: met rounds 9.00x to 10.00x",
+				// 2040/1900 pooled; paired by round: 990/900 and 1050/1000.
+				"movie B / movie 1.07x rounds 1.05x to 1.10x",
+			},
+			[]string{
+				"movie p99 / floor p99 1.50x target <= 1.5x: met rounds 1.00x to 1.50x",
+				"movie B p99 / movie p99 1.10x rounds 0.90x to 1.10x",
+			},
+		},
+		{"one round has no spread", withOneRound,
+			[]string{
+				"movie / fan-out floor 1.00x target >= 0.90x: met",
+				"movie / per-request lookup 10.00x target >= 6x: met",
+				"movie B / movie 1.10x",
+			},
+			[]string{"movie p99 / floor p99 1.00x target <= 1.5x: met", "movie B p99 / movie p99 1.10x"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rates, p99s strings.Builder
+			throughputRatios(&rates, tt.l)
+			p99Ratios(&p99s, Config{}, tt.l)
+			if got := lines(rates.String()); !slices.Equal(got, tt.wantRates) {
+				t.Errorf("throughput ratios: got %q, want %q", got, tt.wantRates)
+			}
+			if got := lines(p99s.String()); !slices.Equal(got, tt.wantP99s) {
+				t.Errorf("p99 ratios: got %q, want %q", got, tt.wantP99s)
+			}
+		})
 	}
 }

@@ -4,7 +4,9 @@
 // merging their JSON, the least work this architecture can do per request)
 // and the per-request lookup (the same gateway asking Consul for healthy
 // instances on every upstream call, as the tutorial design does). Run drives
-// all three with the same load in one run and prints one table.
+// all three with the same load in one run and prints one table. With
+// Config.MovieB it also drives a second movie binary, in turn with the
+// first, for an A/B of two builds.
 package bench
 
 import (

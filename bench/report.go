@@ -5,32 +5,52 @@ import (
 	"io"
 	"math"
 	"runtime"
-	"strings"
+	"slices"
 	"text/tabwriter"
 	"time"
 )
 
 // Targets of the issue that asked for this benchmark.
 const (
-	targetVsFloor   = 0.9 // movie's throughput over the floor's, at least
-	targetVsLookup  = 6   // movie's throughput over the per-request lookup's, at least
-	targetP99       = 1.5 // movie's p99 over the floor's at half the floor's rate, at most
-	targetRSSMB     = 40  // peak RSS of each service, below
-	movieappService = "movie metadata-1 metadata-2 rating-1 rating-2"
+	targetVsFloor  = 0.9 // movie's throughput over the floor's, at least
+	targetVsLookup = 6   // movie's throughput over the per-request lookup's, at least
+	targetP99      = 1.5 // movie's p99 over the floor's at half the floor's rate, at most
+	targetRSSMB    = 40  // peak RSS of each service, below
 )
 
+// movieappServices are the processes the RSS target is about, movie B
+// included: it is a build of movie.
+var movieappServices = []string{"movie", "movie B", "metadata-1", "metadata-2", "rating-1", "rating-2"}
+
 // report writes the table of one run.
-func report(out io.Writer, cfg Config, systems []*system, rate int, procs []process, loadBefore string) {
-	floor, mv, lookup := systems[0], systems[1], systems[2]
+func report(out io.Writer, cfg Config, l lineup, rate int, procs []process, loadBefore string) {
+	header(out, cfg, loadBefore)
+	throughputTable(out, l.inTurn())
+	processTable(out, l.inTurn())
+	throughputRatios(out, l)
+	if rate > 0 {
+		fixedRateSection(out, cfg, l, rate)
+	}
+	peakRSSTable(out, procs)
+}
+
+// header says what the load was and on what machine.
+func header(out io.Writer, cfg Config, loadBefore string) {
 	fmt.Fprintf(out, "\nGET /movie?id=1..5 in turn; closed loop on %d keep-alive connections; %d x %s per system, interleaved, after %s of warm-up\n",
 		cfg.Connections, cfg.Rounds, cfg.Duration, cfg.Warmup)
+	if cfg.MovieB != "" {
+		fmt.Fprintf(out, "A/B: movie is built from this tree, movie B is %s; each round measures movie B right after movie\n", cfg.MovieB)
+	}
 	gogc := "Go's default"
 	if cfg.GOGC != "" {
 		gogc = cfg.GOGC
 	}
 	fmt.Fprintf(out, "machine: %d CPUs shared with the load generator; %s %s/%s; load average %s before, %s after; store: memory (DATABASE_URL=memory); GOGC of the measured processes: %s\n\n",
 		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, loadBefore, loadAverage(), gogc)
+}
 
+// throughputTable writes each system's closed-loop figures.
+func throughputTable(out io.Writer, systems []*system) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\treq/s\tp50\tp90\tp99\tmax\tfailed\tCPU/req\tallocs/req\tload gen CPU/req\t")
 	for _, s := range systems {
@@ -41,9 +61,13 @@ func report(out io.Writer, cfg Config, systems []*system, rate int, procs []proc
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
+}
 
+// processTable writes what each process of each system used per request
+// over the closed-loop rounds.
+func processTable(out io.Writer, systems []*system) {
 	fmt.Fprintln(out, "per request, by process")
-	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tCPU\tallocs\tread calls\twrite calls\tcontext switches\t")
 	for _, s := range systems {
 		fmt.Fprintf(tw, "%s\t\t\t\t\t\t\n", s.name)
@@ -60,42 +84,66 @@ func report(out io.Writer, cfg Config, systems []*system, rate int, procs []proc
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
+}
 
-	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+// throughputRatios writes movie's closed-loop throughput over the
+// references', judged against the issue's targets, and movie B's over
+// movie's, which has no target: it is what an A/B is run for.
+func throughputRatios(out io.Writer, l lineup) {
+	floor, mv, lookup := l.floor, l.movie, l.lookup
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	vsFloor, vsLookup := ratio(mv.closed.Rate(), floor.closed.Rate()), ratio(mv.closed.Rate(), lookup.closed.Rate())
 	ratioLine(tw, "movie / fan-out floor", vsFloor, verdict(fmt.Sprintf(">= %.2fx", targetVsFloor), vsFloor >= targetVsFloor), spread(mv.roundRates, floor.roundRates))
 	ratioLine(tw, "movie / per-request lookup", vsLookup, verdict(fmt.Sprintf(">= %dx", targetVsLookup), vsLookup >= targetVsLookup), spread(mv.roundRates, lookup.roundRates))
-	tw.Flush()
-
-	if rate > 0 {
-		of := "half the floor's max"
-		if cfg.Rate > 0 {
-			of = "set with -rate"
-		}
-		fmt.Fprintf(out, "\nfixed rate of %d req/s (%s), %d x %s per system, interleaved\n\n", rate, of, cfg.Rounds, cfg.Duration)
-		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "system\treq/s\tp50\tp90\tp99\tmax\tfailed\t")
-		for _, s := range []*system{floor, mv} {
-			f := &s.fixed
-			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", s.name, f.Rate(),
-				ms(f.Quantile(.5)), ms(f.Quantile(.9)), ms(f.Quantile(.99)), ms(f.Quantile(1)), f.Failures)
-		}
-		tw.Flush()
-		fmt.Fprintln(out)
-		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		r := ratio(float64(mv.fixed.Quantile(.99)), float64(floor.fixed.Quantile(.99)))
-		if cfg.Rate > 0 {
-			// The target is about half the floor's rate; at another rate
-			// the ratio is reported, not judged.
-			ratioLine(tw, "movie p99 / floor p99", r, spread(mv.roundP99s, floor.roundP99s))
-		} else {
-			ratioLine(tw, "movie p99 / floor p99", r, verdict(fmt.Sprintf("<= %.1fx", targetP99), r <= targetP99), spread(mv.roundP99s, floor.roundP99s))
-		}
-		tw.Flush()
+	if b := l.movieB; b != nil {
+		ratioLine(tw, "movie B / movie", ratio(b.closed.Rate(), mv.closed.Rate()), spread(b.roundRates, mv.roundRates))
 	}
+	tw.Flush()
+}
 
+// fixedRateSection writes the fixed-rate rounds' figures and p99 ratios.
+func fixedRateSection(out io.Writer, cfg Config, l lineup, rate int) {
+	of := "half the floor's max"
+	if cfg.Rate > 0 {
+		of = "set with -rate"
+	}
+	fmt.Fprintf(out, "\nfixed rate of %d req/s (%s), %d x %s per system, interleaved\n\n", rate, of, cfg.Rounds, cfg.Duration)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\treq/s\tp50\tp90\tp99\tmax\tfailed\t")
+	for _, s := range l.atFixedRate() {
+		f := &s.fixed
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", s.name, f.Rate(),
+			ms(f.Quantile(.5)), ms(f.Quantile(.9)), ms(f.Quantile(.99)), ms(f.Quantile(1)), f.Failures)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+	p99Ratios(out, cfg, l)
+}
+
+// p99Ratios writes movie's fixed-rate p99 over the floor's and movie B's
+// over movie's.
+func p99Ratios(out io.Writer, cfg Config, l lineup) {
+	floor, mv := l.floor, l.movie
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	r := ratio(float64(mv.fixed.Quantile(.99)), float64(floor.fixed.Quantile(.99)))
+	if cfg.Rate > 0 {
+		// The target is about half the floor's rate; at another rate
+		// the ratio is reported, not judged.
+		ratioLine(tw, "movie p99 / floor p99", r, spread(mv.roundP99s, floor.roundP99s))
+	} else {
+		ratioLine(tw, "movie p99 / floor p99", r, verdict(fmt.Sprintf("<= %.1fx", targetP99), r <= targetP99), spread(mv.roundP99s, floor.roundP99s))
+	}
+	if b := l.movieB; b != nil {
+		ratioLine(tw, "movie B p99 / movie p99", ratio(float64(b.fixed.Quantile(.99)), float64(mv.fixed.Quantile(.99))), spread(b.roundP99s, mv.roundP99s))
+	}
+	tw.Flush()
+}
+
+// peakRSSTable writes each process's peak RSS, judging movieapp's services
+// against the issue's target.
+func peakRSSTable(out io.Writer, procs []process) {
 	fmt.Fprintf(out, "\npeak RSS (VmHWM)\n\n")
-	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	for _, p := range procs {
 		rss, err := peakRSS(p.pid)
 		if err != nil {
@@ -104,7 +152,7 @@ func report(out io.Writer, cfg Config, systems []*system, rate int, procs []proc
 		}
 		mb := float64(rss) / (1 << 20)
 		note := ""
-		if strings.Contains(" "+movieappService+" ", " "+p.name+" ") {
+		if slices.Contains(movieappServices, p.name) {
 			note = fmt.Sprintf("  target < %d MB: %s", targetRSSMB, met(mb < targetRSSMB))
 		}
 		fmt.Fprintf(tw, "%s\t%5.1f MB%s\n", p.name, mb, note)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,6 +53,12 @@ type Config struct {
 	// and the reference processes alike, not Consul or the load
 	// generator), to see what the garbage collector's pace costs each.
 	GOGC string
+	// MovieB, if set, is the path of a second movie binary, for an A/B of
+	// two builds: it runs next to the movie built from this tree (A) on the
+	// same backends and Consul, each round measures it right after A
+	// (floor, movie, movie B, lookup, floor, ...), and the report adds its
+	// figures and the ratios B/A with their spread over the pairs of rounds.
+	MovieB string
 }
 
 // DefaultConfig is the full run `make bench` does.
@@ -128,10 +135,10 @@ func (s *system) cpu() time.Duration {
 	return sum
 }
 
-// Run starts Consul, movieapp's services and the reference systems on
-// loopback, measures them and writes the table to out and progress to
-// progress. It returns ErrFailedRequests if any request failed, or an error
-// if something could not be started.
+// Run starts Consul, movieapp's services (and movie B, with cfg.MovieB) and
+// the reference systems on loopback, measures them and writes the table to
+// out and progress to progress. It returns ErrFailedRequests if any request
+// failed, or an error if something could not be started.
 func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	logf := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
 	self, err := os.Executable()
@@ -158,105 +165,232 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		return err
 	}
 
-	logf("starting 2 metadata, 2 rating and 1 movie instance")
+	serviceEnv, refEnv := measuredEnv(cfg.GOGC)
+	app, err := startMovieapp(ctx, cfg, dir, agent.Addr, serviceEnv, logf)
+	defer app.stop()
+	if err != nil {
+		return err
+	}
+
+	logf("starting the reference systems")
+	refs, err := startReferences(ctx, self, refEnv, agent)
+	defer refs.stop()
+	if err != nil {
+		return err
+	}
+
+	l, err := newLineup(agent, app, refs)
+	if err != nil {
+		return err
+	}
+	warmUp(ctx, cfg, l.inTurn(), logf)
+	if err := closedLoopRounds(ctx, cfg, l.inTurn(), logf); err != nil {
+		return err
+	}
+	rate, err := fixedRateRounds(ctx, cfg, l, logf)
+	if err != nil {
+		return err
+	}
+	report(out, cfg, l, rate, measuredProcesses(l.inTurn()), loadStart)
+	return failedRequests(l.inTurn())
+}
+
+// measuredEnv returns the environment of movieapp's services and that of
+// the reference processes (nil: the harness's own).
+func measuredEnv(gogc string) (services, refs []string) {
 	// DATABASE_URL=memory: the in-memory store, so the benchmark measures
 	// the services and not a database shared between instances.
-	env := []string{"DATABASE_URL=memory"}
-	var refEnv []string
-	if cfg.GOGC != "" {
-		env = append(env, "GOGC="+cfg.GOGC)
-		refEnv = append(os.Environ(), "GOGC="+cfg.GOGC)
+	services = []string{"DATABASE_URL=memory"}
+	if gogc != "" {
+		services = append(services, "GOGC="+gogc)
+		refs = append(os.Environ(), "GOGC="+gogc)
+	}
+	return services, refs
+}
+
+// movieapp is movieapp's processes under test.
+type movieapp struct {
+	started  []*cluster.Process // every one, in the order started
+	backends []*cluster.Process // metadata-1, metadata-2, rating-1, rating-2
+	movie    *cluster.Process
+	movieB   *cluster.Process // nil without Config.MovieB
+}
+
+// startMovieapp starts two metadata and two rating instances and movie from
+// dir, then movie B from cfg.MovieB if set, each movie on the same backends
+// and waited for until ready. On error the result holds what was started,
+// for the caller to stop.
+func startMovieapp(ctx context.Context, cfg Config, dir, consulAddr string, env []string, logf func(string, ...any)) (*movieapp, error) {
+	if cfg.MovieB == "" {
+		logf("starting 2 metadata, 2 rating and 1 movie instance")
+	} else {
+		logf("starting 2 metadata, 2 rating and 1 movie instance, and movie B from %s", cfg.MovieB)
 	}
 	var extra []string
 	if cfg.ProfileDir != "" {
 		extra = append(extra, "-pprof")
 	}
-	var services []*cluster.Process
-	defer func() {
-		for i := len(services) - 1; i >= 0; i-- {
-			_, _ = services[i].Stop()
-		}
-	}()
-	for _, s := range []string{"metadata", "metadata", "rating", "rating", "movie"} {
-		p, err := cluster.Start(ctx, dir, s, agent.Addr, env, extra...)
-		if err != nil {
-			return err
-		}
-		services = append(services, p)
-	}
-	mv := services[4]
-	if err := waitReady(ctx, mv.Addr); err != nil {
-		return fmt.Errorf("%w\n%s", err, mv.Logs())
-	}
-
-	logf("starting the reference systems")
-	var refs []*refProcess
-	defer func() {
-		for i := len(refs) - 1; i >= 0; i-- {
-			refs[i].stop()
-		}
-	}()
-	startRef := func(role string, args ...string) (*refProcess, error) {
-		p, err := startRefProcess(ctx, self, refEnv, role, args...)
+	app := &movieapp{}
+	start := func(dir, binary string) (*cluster.Process, error) {
+		p, err := cluster.Start(ctx, dir, binary, consulAddr, env, extra...)
 		if err == nil {
-			refs = append(refs, p)
+			app.started = append(app.started, p)
+		}
+		return p, err
+	}
+	for _, s := range []string{"metadata", "metadata", "rating", "rating"} {
+		p, err := start(dir, s)
+		if err != nil {
+			return app, err
+		}
+		app.backends = append(app.backends, p)
+	}
+	startMovie := func(dir, binary string) (*cluster.Process, error) {
+		p, err := start(dir, binary)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitReady(ctx, p.Addr); err != nil {
+			return nil, fmt.Errorf("%w\n%s", err, p.Logs())
+		}
+		return p, nil
+	}
+	var err error
+	if app.movie, err = startMovie(dir, "movie"); err != nil {
+		return app, err
+	}
+	if cfg.MovieB != "" {
+		// Absolute, or a bare file name would be looked for in $PATH.
+		path, err := filepath.Abs(cfg.MovieB)
+		if err != nil {
+			return app, err
+		}
+		app.movieB, err = startMovie(filepath.Split(path))
+		return app, err
+	}
+	return app, nil
+}
+
+// stop stops the processes in the reverse order of their start.
+func (app *movieapp) stop() {
+	for i := len(app.started) - 1; i >= 0; i-- {
+		_, _ = app.started[i].Stop()
+	}
+}
+
+// references is the reference systems' processes.
+type references struct {
+	started      []*refProcess       // every one, in the order started
+	backends     map[string][]string // Consul service name -> addresses
+	backendProcs []process
+	floor        *refProcess
+	lookup       *refProcess
+}
+
+// startReferences starts the floor's backends and gateway, registers the
+// backends in Consul and starts the per-request lookup's gateway. On error
+// the result holds what was started, for the caller to stop.
+func startReferences(ctx context.Context, self string, env []string, agent *devconsul.Agent) (*references, error) {
+	refs := &references{backends: map[string][]string{}}
+	start := func(role string, args ...string) (*refProcess, error) {
+		p, err := startRefProcess(ctx, self, env, role, args...)
+		if err == nil {
+			refs.started = append(refs.started, p)
 		}
 		return p, err
 	}
 	// The floor has movieapp's topology: two instances of each backend.
-	backends := map[string][]string{} // Consul service name -> addresses
-	var backendProcs []process
 	for _, b := range []struct{ role, service, name string }{
 		{roleMetadata, "bench-metadata", "floor metadata-1"}, {roleMetadata, "bench-metadata", "floor metadata-2"},
 		{roleRating, "bench-rating", "floor rating-1"}, {roleRating, "bench-rating", "floor rating-2"},
 	} {
-		p, err := startRef(b.role)
+		p, err := start(b.role)
 		if err != nil {
-			return err
+			return refs, err
 		}
-		backends[b.service] = append(backends[b.service], p.addr)
-		backendProcs = append(backendProcs, p.process(b.name))
+		refs.backends[b.service] = append(refs.backends[b.service], p.addr)
+		refs.backendProcs = append(refs.backendProcs, p.process(b.name))
 	}
-	floor, err := startRef(roleFloor, "-metadata", strings.Join(backends["bench-metadata"], ","), "-rating", strings.Join(backends["bench-rating"], ","))
+	var err error
+	refs.floor, err = start(roleFloor, "-metadata", strings.Join(refs.backends["bench-metadata"], ","), "-rating", strings.Join(refs.backends["bench-rating"], ","))
 	if err != nil {
-		return err
+		return refs, err
 	}
-	if err := registerBackends(agent, backends); err != nil {
-		return err
+	if err := registerBackends(agent, refs.backends); err != nil {
+		return refs, err
 	}
-	lookup, err := startRef(roleLookup, "-consul-addr", agent.Addr, "-metadata", "bench-metadata", "-rating", "bench-rating")
-	if err != nil {
-		return err
-	}
+	refs.lookup, err = start(roleLookup, "-consul-addr", agent.Addr, "-metadata", "bench-metadata", "-rating", "bench-rating")
+	return refs, err
+}
 
+// stop stops the processes in the reverse order of their start.
+func (refs *references) stop() {
+	for i := len(refs.started) - 1; i >= 0; i-- {
+		refs.started[i].stop()
+	}
+}
+
+// lineup is the systems of one run.
+type lineup struct {
+	floor, movie, movieB, lookup *system // movieB nil without Config.MovieB
+}
+
+// inTurn returns the systems in the order each round measures them. Movie B
+// comes right after movie, so that each pair of rounds of the A/B is taken
+// back to back, under the same conditions as far as the machine allows.
+func (l lineup) inTurn() []*system {
+	return slices.DeleteFunc([]*system{l.floor, l.movie, l.movieB, l.lookup}, isNil)
+}
+
+// atFixedRate returns the systems the fixed-rate rounds measure, in turn.
+func (l lineup) atFixedRate() []*system {
+	return slices.DeleteFunc([]*system{l.floor, l.movie, l.movieB}, isNil)
+}
+
+func isNil(s *system) bool { return s == nil }
+
+// newLineup returns the systems of the run: the floor and the lookup on
+// refs, movie (and movie B) on app, each with the processes that serve it.
+func newLineup(agent *devconsul.Agent, app *movieapp, refs *references) (lineup, error) {
 	consulProc := process{name: "consul", pid: agent.PID()}
 	newSystem := func(name, addr string, procs ...process) (*system, error) {
 		ts, err := Targets("http://"+addr, ids, want)
 		return &system{name: name, targets: ts, client: NewLoadClient(), procs: procs, procUsage: make([]usage, len(procs)), procAllocs: make([]allocs, len(procs))}, err
 	}
-	floorSys, err := newSystem("fan-out floor", floor.addr, append([]process{floor.process("floor gateway")}, backendProcs...)...)
-	if err != nil {
-		return err
+	var l lineup
+	var err error
+	if l.floor, err = newSystem("fan-out floor", refs.floor.addr, append([]process{refs.floor.process("floor gateway")}, refs.backendProcs...)...); err != nil {
+		return l, err
 	}
 	serviceProc := func(name string, p *cluster.Process) process {
 		return process{name: name, pid: p.PID(), allocsURL: "http://" + p.Addr + "/metrics"}
 	}
-	movieProcs := []process{serviceProc("movie", mv)}
-	for i, p := range services[:4] {
-		movieProcs = append(movieProcs, serviceProc(fmt.Sprintf("%s-%d", p.Service, i%2+1), p))
+	var backendProcs []process
+	for i, p := range app.backends {
+		backendProcs = append(backendProcs, serviceProc(fmt.Sprintf("%s-%d", p.Service, i%2+1), p))
 	}
-	movieSys, err := newSystem("movie", mv.Addr, append(movieProcs, consulProc)...)
-	if err != nil {
-		return err
+	movieSystem := func(name string, p *cluster.Process) (*system, error) {
+		return newSystem(name, p.Addr, append(append([]process{serviceProc(name, p)}, backendProcs...), consulProc)...)
 	}
-	lookupSys, err := newSystem("per-request lookup", lookup.addr, append([]process{lookup.process("lookup gateway")}, append(backendProcs, consulProc)...)...)
-	if err != nil {
-		return err
+	if l.movie, err = movieSystem("movie", app.movie); err != nil {
+		return l, err
 	}
-	systems := []*system{floorSys, movieSys, lookupSys}
-	floorSys.profiled = map[string]string{"floor-gateway": floor.addr, "floor-metadata": backends["bench-metadata"][0]}
-	movieSys.profiled = map[string]string{"movie": mv.Addr, "metadata": services[0].Addr, "rating": services[2].Addr}
+	if app.movieB != nil {
+		if l.movieB, err = movieSystem("movie B", app.movieB); err != nil {
+			return l, err
+		}
+		l.movieB.profiled = map[string]string{"movie-b": app.movieB.Addr}
+	}
+	if l.lookup, err = newSystem("per-request lookup", refs.lookup.addr, append([]process{refs.lookup.process("lookup gateway")}, append(refs.backendProcs, consulProc)...)...); err != nil {
+		return l, err
+	}
+	l.floor.profiled = map[string]string{"floor-gateway": refs.floor.addr, "floor-metadata": refs.backends["bench-metadata"][0]}
+	l.movie.profiled = map[string]string{"movie": app.movie.Addr, "metadata": app.backends[0].Addr, "rating": app.backends[2].Addr}
+	return l, nil
+}
 
+// warmUp gives each system cfg.Warmup of the closed-loop load.
+func warmUp(ctx context.Context, cfg Config, systems []*system, logf func(string, ...any)) {
 	closed := Load{Connections: cfg.Connections, Duration: cfg.Warmup}
 	for _, s := range systems {
 		if cfg.Warmup <= 0 {
@@ -268,27 +402,19 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 			logf("  %s", failures(s.warmup))
 		}
 	}
+}
 
-	closed.Duration = cfg.Duration
+// closedLoopRounds takes cfg.Rounds closed-loop measurements of each
+// system, in turn, profiling each system's first with cfg.ProfileDir.
+func closedLoopRounds(ctx context.Context, cfg Config, systems []*system, logf func(string, ...any)) error {
+	closed := Load{Connections: cfg.Connections, Duration: cfg.Duration}
 	for r := 1; r <= cfg.Rounds; r++ {
 		for _, s := range systems {
 			var profiles func() error
 			if cfg.ProfileDir != "" && r == 1 && len(s.profiled) > 0 {
 				profiles = profileCPU(ctx, cfg.ProfileDir, cfg.Duration, s.profiled)
 			}
-			allocsBefore := allocsEach(ctx, s.procs)
-			before, genBefore := usageEach(s.procs), cpuOf([]process{{pid: os.Getpid()}})
-			sample := Attack(ctx, s.client, s.targets, closed)
-			for i, u := range usageEach(s.procs) {
-				s.procUsage[i] = s.procUsage[i].add(u.sub(before[i]))
-			}
-			s.genCPU += cpuOf([]process{{pid: os.Getpid()}}) - genBefore
-			for i, a := range allocsEach(ctx, s.procs) {
-				s.procAllocs[i].objects += a.objects - allocsBefore[i].objects
-				s.procAllocs[i].bytes += a.bytes - allocsBefore[i].bytes
-			}
-			s.closed.Add(sample)
-			s.roundRates = append(s.roundRates, sample.Rate())
+			sample := s.measure(ctx, closed)
 			logf("round %d/%d %-18s %8.0f req/s  p99 %s  %s", r, cfg.Rounds, s.name, sample.Rate(), ms(sample.Quantile(.99)), failures(sample))
 			if profiles != nil {
 				if err := profiles(); err != nil {
@@ -300,23 +426,53 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 			return err
 		}
 	}
+	return nil
+}
 
+// measure takes one closed-loop measurement of s and adds it to s's
+// figures, with what s's processes and the load generator used meanwhile.
+func (s *system) measure(ctx context.Context, load Load) Sample {
+	allocsBefore := allocsEach(ctx, s.procs)
+	before, genBefore := usageEach(s.procs), cpuOf([]process{{pid: os.Getpid()}})
+	sample := Attack(ctx, s.client, s.targets, load)
+	for i, u := range usageEach(s.procs) {
+		s.procUsage[i] = s.procUsage[i].add(u.sub(before[i]))
+	}
+	s.genCPU += cpuOf([]process{{pid: os.Getpid()}}) - genBefore
+	for i, a := range allocsEach(ctx, s.procs) {
+		s.procAllocs[i].objects += a.objects - allocsBefore[i].objects
+		s.procAllocs[i].bytes += a.bytes - allocsBefore[i].bytes
+	}
+	s.closed.Add(sample)
+	s.roundRates = append(s.roundRates, sample.Rate())
+	return sample
+}
+
+// fixedRateRounds takes cfg.Rounds fixed-rate measurements of each system
+// of l.atFixedRate, in turn, and returns the rate: cfg.Rate, or half the
+// floor's closed-loop rate; none are taken at a rate of 0.
+func fixedRateRounds(ctx context.Context, cfg Config, l lineup, logf func(string, ...any)) (int, error) {
 	fixed := Load{Connections: cfg.Connections, Rate: cfg.Rate, Duration: cfg.Duration}
 	if fixed.Rate == 0 {
-		fixed.Rate = int(floorSys.closed.Rate() / 2)
+		fixed.Rate = int(l.floor.closed.Rate() / 2)
 	}
 	for r := 1; r <= cfg.Rounds && fixed.Rate > 0; r++ {
-		for _, s := range []*system{floorSys, movieSys} {
+		for _, s := range l.atFixedRate() {
 			sample := Attack(ctx, s.client, s.targets, fixed)
 			s.fixed.Add(sample)
 			s.roundP99s = append(s.roundP99s, float64(sample.Quantile(.99)))
 			logf("fixed rate %d/%d %-18s %8.0f req/s  p99 %s  %s", r, cfg.Rounds, s.name, sample.Rate(), ms(sample.Quantile(.99)), failures(sample))
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return 0, err
 		}
 	}
+	return fixed.Rate, nil
+}
 
+// measuredProcesses returns every process of the systems once, and the
+// load generator's.
+func measuredProcesses(systems []*system) []process {
 	var all []process
 	for _, s := range systems {
 		for _, p := range s.procs {
@@ -325,9 +481,12 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 			}
 		}
 	}
-	all = append(all, process{name: "load generator (this process)", pid: os.Getpid()})
-	report(out, cfg, systems, fixed.Rate, all, loadStart)
+	return append(all, process{name: "load generator (this process)", pid: os.Getpid()})
+}
 
+// failedRequests returns ErrFailedRequests if any request to the systems
+// failed, warm-up included.
+func failedRequests(systems []*system) error {
 	failed, total := 0, 0
 	for _, s := range systems {
 		for _, smp := range []Sample{s.warmup, s.closed, s.fixed} {

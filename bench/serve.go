@@ -40,37 +40,9 @@ func Serve(ctx context.Context, role string, args []string, stdout io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	// Each process routes its one path exactly, as movieapp's services do:
-	// a catch-all pattern costs net/http allocations on every request.
-	var (
-		h    http.Handler
-		path string
-	)
-	switch role {
-	case roleMetadata:
-		h, path = MetadataBackend(), "/metadata"
-	case roleRating:
-		h, path = RatingBackend(), "/rating"
-	case roleFloor:
-		path = "/movie"
-		h = &Gateway{MetadataTransport: NewTransport(), RatingTransport: NewTransport(), Metadata: Fixed(strings.Split(*mdAddr, ",")...), Rating: Fixed(strings.Split(*ratAddr, ",")...)}
-	case roleLookup:
-		path = "/movie"
-		cfg := consul.DefaultConfig()
-		cfg.Address = *consulAddr
-		// A pool as deep as the load, so the lookup design is measured
-		// for its lookups and not for reconnecting to Consul. With
-		// consul/api's default pool (GOMAXPROCS+1 idle connections) 64
-		// connections of load open more than the 200 connections per
-		// client a Consul agent allows, and it answers 429.
-		cfg.Transport.MaxIdleConns, cfg.Transport.MaxIdleConnsPerHost = 1024, 256
-		client, err := consul.NewClient(cfg)
-		if err != nil {
-			return err
-		}
-		h = &Gateway{MetadataTransport: NewTransport(), RatingTransport: NewTransport(), Metadata: ConsulLookup(client, *mdAddr), Rating: ConsulLookup(client, *ratAddr)}
-	default:
-		return fmt.Errorf("%w %q", ErrUnknownRole, role)
+	path, h, err := roleHandler(role, *mdAddr, *ratAddr, *consulAddr)
+	if err != nil {
+		return err
 	}
 
 	mux := http.NewServeMux()
@@ -100,4 +72,36 @@ func Serve(ctx context.Context, role string, args []string, stdout io.Writer) er
 	}
 	<-errc
 	return nil
+}
+
+// roleHandler returns the one path role serves and its handler. The
+// backends are host:port,... for the floor and Consul service names for the
+// lookup, whose Consul agent is at consulAddr. It returns ErrUnknownRole for
+// a role it does not know.
+func roleHandler(role, metadataBackends, ratingBackends, consulAddr string) (string, http.Handler, error) {
+	// Each process routes its one path exactly, as movieapp's services do:
+	// a catch-all pattern costs net/http allocations on every request.
+	switch role {
+	case roleMetadata:
+		return "/metadata", MetadataBackend(), nil
+	case roleRating:
+		return "/rating", RatingBackend(), nil
+	case roleFloor:
+		return "/movie", &Gateway{MetadataTransport: NewTransport(), RatingTransport: NewTransport(), Metadata: Fixed(strings.Split(metadataBackends, ",")...), Rating: Fixed(strings.Split(ratingBackends, ",")...)}, nil
+	case roleLookup:
+		cfg := consul.DefaultConfig()
+		cfg.Address = consulAddr
+		// A pool as deep as the load, so the lookup design is measured
+		// for its lookups and not for reconnecting to Consul. With
+		// consul/api's default pool (GOMAXPROCS+1 idle connections) 64
+		// connections of load open more than the 200 connections per
+		// client a Consul agent allows, and it answers 429.
+		cfg.Transport.MaxIdleConns, cfg.Transport.MaxIdleConnsPerHost = 1024, 256
+		client, err := consul.NewClient(cfg)
+		if err != nil {
+			return "", nil, err
+		}
+		return "/movie", &Gateway{MetadataTransport: NewTransport(), RatingTransport: NewTransport(), Metadata: ConsulLookup(client, metadataBackends), Rating: ConsulLookup(client, ratingBackends)}, nil
+	}
+	return "", nil, fmt.Errorf("%w %q", ErrUnknownRole, role)
 }

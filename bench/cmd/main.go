@@ -2,6 +2,13 @@
 // per-request lookup in one run and prints one table; it exits 1 if any
 // request failed. `bench serve ROLE` runs one of the reference systems'
 // processes, which the benchmark starts itself.
+//
+// `bench -movie-b PATH` is an A/B of two movie builds in one run: the
+// movie binary at PATH is measured in turn with the one built from this
+// tree, and the table adds the ratios B/A:
+//
+//	go build -o /tmp/movie-b ./movie/cmd   # on the other branch
+//	bin/bench -movie-b /tmp/movie-b
 package main
 
 import (
@@ -44,11 +51,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Rate, "rate", 0, "requests per second of the fixed-rate rounds (default half the floor's closed-loop rate)")
 	fs.StringVar(&cfg.GOGC, "gogc", "", "GOGC of the services and reference processes (default: Go's, 100)")
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU and allocation profiles of movie, metadata, rating and the floor's processes, taken during their first round")
+	fs.StringVar(&cfg.MovieB, "movie-b", "", "`path` of a second movie binary, for an A/B: measured right after the movie built from this tree in every round, on the same backends and Consul; the report adds its figures and the ratios B/A")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if cfg.Connections < 1 || cfg.Rounds < 1 || cfg.Duration <= 0 || cfg.Warmup < 0 {
 		return errors.New("connections and rounds must be at least 1, duration positive, warmup not negative")
+	}
+	if cfg.MovieB != "" {
+		// Before Consul starts and the services build, not a minute later.
+		if _, err := os.Stat(cfg.MovieB); err != nil {
+			return fmt.Errorf("-movie-b: %w", err)
+		}
 	}
 	return bench.Run(ctx, cfg, stdout, stderr)
 }
