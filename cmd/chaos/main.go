@@ -44,42 +44,16 @@ func main() {
 var errProblems = errors.New("some scenarios did not pass")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg := chaos.Config{}
-	var (
-		only, movieArgs, serviceArgs string
-		binDir, movieLog             string
-		race, quiet                  bool
-	)
-	fs.Float64Var(&cfg.Rate, "rate", 300, "requests per second sent to movie")
-	fs.DurationVar(&cfg.Hold, "duration", 10*time.Second, "steady load before and after each scenario's change")
-	fs.DurationVar(&cfg.Outage, "outage", 30*time.Second, "how long Consul stays down")
-	fs.DurationVar(&cfg.SlowDelay, "slow-delay", 2*time.Second, "how long the slow instance holds each answer")
-	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the request mix and the choice of victims")
-	fs.StringVar(&only, "scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(names(), ","))
-	fs.StringVar(&movieArgs, "movie-args", "", "extra flags for movie, space-separated (e.g. \"-max-attempts=1\")")
-	fs.StringVar(&serviceArgs, "service-args", "", "extra flags for every metadata and rating instance, space-separated (e.g. \"-drain=0\")")
-	fs.StringVar(&binDir, "bin", "", "directory with prebuilt metadata, rating and movie binaries (default: build them)")
-	fs.BoolVar(&race, "race", false, "build the services with the race detector")
-	fs.StringVar(&movieLog, "movie-log", "", "write movie's log to this file at the end")
-	fs.BoolVar(&quiet, "q", false, "print only the report, not each step")
-	if err := fs.Parse(args); err != nil {
+	cfg, opts, err := parseFlags(args, stderr)
+	if err != nil {
 		return err
 	}
-	if cfg.Rate <= 0 || cfg.Hold <= 0 || cfg.Outage <= 0 || cfg.SlowDelay <= 0 {
-		return errors.New("rate, duration, outage and slow-delay must be positive")
-	}
-	cfg.MovieArgs = strings.Fields(movieArgs)
-	cfg.ServiceArgs = strings.Fields(serviceArgs)
-	if !quiet {
-		cfg.Progress = stderr
-	}
-	scenarios, err := pick(only)
+	scenarios, err := pick(opts.only)
 	if err != nil {
 		return err
 	}
 
+	binDir := opts.binDir
 	if binDir == "" {
 		dir, err := os.MkdirTemp("", "movieapp-chaos-")
 		if err != nil {
@@ -87,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer os.RemoveAll(dir)
 		fmt.Fprintln(stderr, "building the services...")
-		if err := cluster.Build(ctx, dir, race); err != nil {
+		if err := cluster.Build(ctx, dir, opts.race); err != nil {
 			return err
 		}
 		binDir = dir
@@ -98,15 +72,62 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer env.Close()
-	if movieLog != "" {
-		defer func() { _ = os.WriteFile(movieLog, []byte(env.MovieLogs()), 0o644) }()
+	if opts.movieLog != "" {
+		defer func() { _ = os.WriteFile(opts.movieLog, []byte(env.MovieLogs()), 0o644) }()
 	}
 
 	fmt.Fprintf(stdout, "rate %.0f/s, duration %s, outage %s, slow delay %s, seed %d, movie args %q, service args %q\n\n",
-		cfg.Rate, cfg.Hold, cfg.Outage, cfg.SlowDelay, cfg.Seed, movieArgs, serviceArgs)
+		cfg.Rate, cfg.Hold, cfg.Outage, cfg.SlowDelay, cfg.Seed, opts.movieArgs, opts.serviceArgs)
+	return runScenarios(ctx, stdout, env, cfg.Seed, scenarios)
+}
+
+// options are the flags that are not the harness's Config.
+type options struct {
+	only, movieArgs, serviceArgs string
+	binDir, movieLog             string
+	race, quiet                  bool
+}
+
+// parseFlags returns the harness's Config and the other flags from args,
+// or an error if they do not parse or are out of range.
+func parseFlags(args []string, stderr io.Writer) (chaos.Config, options, error) {
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := chaos.Config{}
+	var opts options
+	fs.Float64Var(&cfg.Rate, "rate", 300, "requests per second sent to movie")
+	fs.DurationVar(&cfg.Hold, "duration", 10*time.Second, "steady load before and after each scenario's change")
+	fs.DurationVar(&cfg.Outage, "outage", 30*time.Second, "how long Consul stays down")
+	fs.DurationVar(&cfg.SlowDelay, "slow-delay", 2*time.Second, "how long the slow instance holds each answer")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the request mix and the choice of victims")
+	fs.StringVar(&opts.only, "scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(names(), ","))
+	fs.StringVar(&opts.movieArgs, "movie-args", "", "extra flags for movie, space-separated (e.g. \"-max-attempts=1\")")
+	fs.StringVar(&opts.serviceArgs, "service-args", "", "extra flags for every metadata and rating instance, space-separated (e.g. \"-drain=0\")")
+	fs.StringVar(&opts.binDir, "bin", "", "directory with prebuilt metadata, rating and movie binaries (default: build them)")
+	fs.BoolVar(&opts.race, "race", false, "build the services with the race detector")
+	fs.StringVar(&opts.movieLog, "movie-log", "", "write movie's log to this file at the end")
+	fs.BoolVar(&opts.quiet, "q", false, "print only the report, not each step")
+	if err := fs.Parse(args); err != nil {
+		return cfg, opts, err
+	}
+	if cfg.Rate <= 0 || cfg.Hold <= 0 || cfg.Outage <= 0 || cfg.SlowDelay <= 0 {
+		return cfg, opts, errors.New("rate, duration, outage and slow-delay must be positive")
+	}
+	cfg.MovieArgs = strings.Fields(opts.movieArgs)
+	cfg.ServiceArgs = strings.Fields(opts.serviceArgs)
+	if !opts.quiet {
+		cfg.Progress = stderr
+	}
+	return cfg, opts, nil
+}
+
+// runScenarios runs the scenarios one after another, the i-th with seed+i,
+// and prints their results. It returns errProblems if any did not pass, or
+// the error of a scenario that could not be run.
+func runScenarios(ctx context.Context, stdout io.Writer, env *chaos.Env, seed uint64, scenarios []chaos.Scenario) error {
 	var results []*chaos.Result
 	for i, s := range scenarios {
-		r, err := s.Run(ctx, env, cfg.Seed+uint64(i))
+		r, err := s.Run(ctx, env, seed+uint64(i))
 		if err != nil {
 			chaos.Print(stdout, results)
 			return err

@@ -253,28 +253,11 @@ func consulOutage(ctx context.Context, e *Env, r *Result) error {
 	// one cannot deregister, so movie keeps calling it until retries and
 	// its breaker take over; the new one registers only once Consul is
 	// back, and movie's view must catch up with both changes.
-	old := e.instances["rating"][0]
-	if err := old.Signal(syscall.SIGTERM); err != nil {
+	rep, err := replaceRating(ctx, e)
+	if err != nil {
 		return err
 	}
-	type started struct {
-		in  *instance
-		err error
-	}
-	replacement := make(chan started, 1)
-	go func() {
-		in, err := e.launch(ctx, "rating", false)
-		replacement <- started{in, err}
-	}()
-	adopted := false
-	defer func() {
-		if !adopted { // an early return: stop it rather than leak it
-			_ = e.agent.Resume(context.WithoutCancel(ctx)) // it registers before it can stop
-			if s := <-replacement; s.err == nil {
-				s.in.stop()
-			}
-		}
-	}()
+	defer rep.abandon(ctx, e)
 	if err := hold(ctx, e.cfg.Outage-e.cfg.Outage/2); err != nil {
 		return err
 	}
@@ -285,27 +268,88 @@ func consulOutage(ctx context.Context, e *Env, r *Result) error {
 	up := time.Now()
 	e.progress("Consul back, empty")
 	r.effect("Consul start to leader", up.Sub(resumed))
-	if _, err := old.Wait(20 * time.Second); err != nil {
+	in, err := rep.complete(e)
+	if err != nil {
 		return err
 	}
-	e.forget(old)
-	s := <-replacement
-	adopted = true
-	if s.err != nil {
-		return fmt.Errorf("replacement rating instance: %w", s.err)
-	}
-	e.adopt(s.in)
 	if err := poll(ctx, settle, e.allPassing); err != nil {
 		return fmt.Errorf("instances did not all re-register: %w", err)
 	}
 	r.effect("leader to every instance re-registered", time.Since(up))
-	at, err := e.movieSees(ctx, "rating", up, settle, func(v []string) bool { return contains(v, s.in.advertised) })
+	movieCatchesUp(ctx, e, r, up, rep.old, in)
+	if err := e.settled(ctx); err != nil {
+		return err
+	}
+	return hold(ctx, e.cfg.Hold)
+}
+
+// ratingReplacement is a rating instance replaced while Consul is down.
+type ratingReplacement struct {
+	old     *instance
+	started chan launched // the new instance, once it has registered
+	adopted bool          // the new instance is in the Env's live instances
+}
+
+// launched is what Env.launch returned.
+type launched struct {
+	in  *instance
+	err error
+}
+
+// replaceRating sends SIGTERM to the first rating instance and launches its
+// replacement, which can register only once Consul is back.
+func replaceRating(ctx context.Context, e *Env) (*ratingReplacement, error) {
+	old := e.instances["rating"][0]
+	if err := old.Signal(syscall.SIGTERM); err != nil {
+		return nil, err
+	}
+	rep := &ratingReplacement{old: old, started: make(chan launched, 1)}
+	go func() {
+		in, err := e.launch(ctx, "rating", false)
+		rep.started <- launched{in, err}
+	}()
+	return rep, nil
+}
+
+// complete waits for the old instance to exit and the new one to register,
+// and puts the new one in the old one's place among e's live instances.
+func (rep *ratingReplacement) complete(e *Env) (*instance, error) {
+	if _, err := rep.old.Wait(20 * time.Second); err != nil {
+		return nil, err
+	}
+	e.forget(rep.old)
+	s := <-rep.started
+	rep.adopted = true
+	if s.err != nil {
+		return nil, fmt.Errorf("replacement rating instance: %w", s.err)
+	}
+	e.adopt(s.in)
+	return s.in, nil
+}
+
+// abandon stops the new instance if complete never took it, after an early
+// return, rather than leak it.
+func (rep *ratingReplacement) abandon(ctx context.Context, e *Env) {
+	if rep.adopted {
+		return
+	}
+	_ = e.agent.Resume(context.WithoutCancel(ctx)) // it registers before it can stop
+	if s := <-rep.started; s.err == nil {
+		s.in.stop()
+	}
+}
+
+// movieCatchesUp times, from Consul's leader being up, movie's view taking
+// in the new rating instance, its first request served and the old one
+// leaving movie's view; a change not seen in time is reported as such.
+func movieCatchesUp(ctx context.Context, e *Env, r *Result, up time.Time, old, in *instance) {
+	at, err := e.movieSees(ctx, "rating", up, settle, func(v []string) bool { return contains(v, in.advertised) })
 	if err != nil {
 		r.effect("leader to new instance in movie's view", -1)
 	} else {
 		r.effect("leader to new instance in movie's view", at.Sub(up))
 	}
-	if err := poll(ctx, 2*settle, func() bool { return e.counts.snapshot()[s.in] > 0 }); err != nil {
+	if err := poll(ctx, 2*settle, func() bool { return e.counts.snapshot()[in] > 0 }); err != nil {
 		r.effect("leader to new instance's first request served", -1)
 	} else {
 		r.effect("leader to new instance's first request served", time.Since(up))
@@ -316,10 +360,6 @@ func consulOutage(ctx context.Context, e *Env, r *Result) error {
 	} else {
 		r.effect("leader to stopped instance out of movie's view", at.Sub(up))
 	}
-	if err := e.settled(ctx); err != nil {
-		return err
-	}
-	return hold(ctx, e.cfg.Hold)
 }
 
 func dependencyDown(ctx context.Context, e *Env, r *Result) error {
