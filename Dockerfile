@@ -47,7 +47,7 @@ COPY . .
 ARG SERVICE
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath \
-    -ldflags="-s -w -X movieexample.com/pkg/server.Version=${VERSION}" \
+    -ldflags="-s -w -X movieexample.com/pkg/ops.Version=${VERSION}" \
     -o /out/service ./${SERVICE}/cmd
 
 # The default target: the binary compiled above.

@@ -72,12 +72,12 @@ test-postgres: $(CONSUL)
 
 ## bench-store: read and write throughput of the memory, SQLite and PostgreSQL stores
 bench-store:
-	scripts/with-postgres.sh $(GO) test -run '^$$' -bench Repository -benchtime 3s ./rating/
+	scripts/with-postgres.sh $(GO) test -run '^$$' -bench Repository -benchtime 3s ./rating/sqlstore/
 
 # Fuzz targets as package:Target. `go test -fuzz` runs one target at a time.
 FUZZTIME     ?= 20s
-FUZZ_TARGETS := ./metadata:FuzzGet ./metadata:FuzzPut ./rating:FuzzGet ./rating:FuzzPut ./movie:FuzzGet \
-                ./pkg/gateway:FuzzDecodeMetadata ./pkg/gateway:FuzzDecodeRating
+FUZZ_TARGETS := ./metadata/httpapi:FuzzGet ./metadata/httpapi:FuzzPut ./rating/httpapi:FuzzGet ./rating/httpapi:FuzzPut \
+                ./movie/httpapi:FuzzGet ./pkg/web:FuzzDecodeMetadata ./pkg/web:FuzzDecodeRating
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s); a failing input is saved under the package's testdata/fuzz
 fuzz:
@@ -118,7 +118,7 @@ VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 .PHONY: images
 images: docker/consul/consul docker/prometheus/prometheus
 	for s in $(SERVICES); do \
-	  CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w -X movieexample.com/pkg/server.Version=$(VERSION)' \
+	  CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w -X movieexample.com/pkg/ops.Version=$(VERSION)' \
 	    -o docker/prebuilt/$$s/service ./$$s/cmd && \
 	  docker build --target prebuilt --build-arg SERVICE=$$s --build-arg VERSION=$(VERSION) -t movieapp/$$s:$(MOVIEAPP_TAG) . \
 	  || exit 1; \

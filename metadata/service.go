@@ -1,26 +1,28 @@
-// Package metadata is the metadata service: it owns the title, description
-// and director of every movie and serves them over HTTP.
+// Package metadata is the metadata service's domain: the Metadata of a
+// movie (its title, description and director), the rules it must follow,
+// the Service that reads and writes it over a Repository, and the service's
+// go-kit endpoints. Its adapters are beside it: httpapi serves it over HTTP
+// and holds the client other services call it with, sqlstore keeps it in a
+// database.
 package metadata
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
+	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/ident"
 )
 
-// Errors returned by the service and its repositories.
+// Errors returned by the service, its repositories and its client, besides
+// errs.ErrInvalid (wrapped with the reason) for a malformed request.
 var (
 	// ErrNotFound means no metadata exists for the requested ID.
-	ErrNotFound = errors.New("movie not found")
-	// ErrInvalidArgument means the request is malformed; the wrapping error
-	// says how.
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrNotFound = errs.New(errs.NotFound, "movie not found")
 	// ErrUnavailable means the store could not answer now (locked by
 	// other writers past its busy timeout, unreachable, restarting); the
 	// same request may succeed later or on another instance.
-	ErrUnavailable = errors.New("metadata store unavailable")
+	ErrUnavailable = errs.New(errs.Unavailable, "metadata store unavailable")
 )
 
 // Metadata describes one movie.
@@ -38,17 +40,18 @@ const (
 	MaxDirectorLen    = 256
 )
 
-// Validate returns ErrInvalidArgument (wrapped) if m cannot be stored.
+// Validate returns errs.ErrInvalid (wrapped with the reason) if m cannot be
+// stored.
 func (m Metadata) Validate() error {
 	switch {
 	case !ident.Valid(m.ID):
-		return fmt.Errorf("%w: id must be %s", ErrInvalidArgument, ident.Rule)
+		return fmt.Errorf("%w: id must be %s", errs.ErrInvalid, ident.Rule)
 	case m.Title == "" || len(m.Title) > MaxTitleLen:
-		return fmt.Errorf("%w: title must be 1 to %d bytes", ErrInvalidArgument, MaxTitleLen)
+		return fmt.Errorf("%w: title must be 1 to %d bytes", errs.ErrInvalid, MaxTitleLen)
 	case len(m.Description) > MaxDescriptionLen:
-		return fmt.Errorf("%w: description must be at most %d bytes", ErrInvalidArgument, MaxDescriptionLen)
+		return fmt.Errorf("%w: description must be at most %d bytes", errs.ErrInvalid, MaxDescriptionLen)
 	case len(m.Director) > MaxDirectorLen:
-		return fmt.Errorf("%w: director must be at most %d bytes", ErrInvalidArgument, MaxDirectorLen)
+		return fmt.Errorf("%w: director must be at most %d bytes", errs.ErrInvalid, MaxDirectorLen)
 	}
 	return nil
 }
@@ -64,11 +67,11 @@ type Repository interface {
 
 // Service is the metadata business API.
 type Service interface {
-	// Get returns the metadata of movie id: ErrInvalidArgument for a
+	// Get returns the metadata of movie id: errs.ErrInvalid for a
 	// malformed id, ErrNotFound for an unknown one, ErrUnavailable when the
 	// store cannot answer now.
 	Get(ctx context.Context, id string) (Metadata, error)
-	// Put creates or replaces m; ErrInvalidArgument if m is malformed,
+	// Put creates or replaces m; errs.ErrInvalid if m is malformed,
 	// ErrUnavailable when the store cannot answer now.
 	Put(ctx context.Context, m Metadata) error
 }
@@ -84,7 +87,7 @@ func NewService(repo Repository) Service {
 
 func (s service) Get(ctx context.Context, id string) (Metadata, error) {
 	if !ident.Valid(id) {
-		return Metadata{}, fmt.Errorf("%w: id must be %s", ErrInvalidArgument, ident.Rule)
+		return Metadata{}, fmt.Errorf("%w: id must be %s", errs.ErrInvalid, ident.Rule)
 	}
 	return s.repo.Get(ctx, id)
 }

@@ -1,6 +1,9 @@
-// Package movie is the movie service, a gateway: it answers with a movie's
-// metadata and average rating, fetching both concurrently from the metadata
-// and rating services, and degrades to metadata alone when rating is down.
+// Package movie is the movie service's domain, a gateway's: it answers
+// with a movie's metadata and average rating, fetching both concurrently
+// from the metadata and rating services, and degrades to metadata alone when
+// rating is down. It sees the two services through two small interfaces
+// that speak their own errors; movie/cmd gives it their HTTP clients, over
+// pkg/gateway.
 package movie
 
 import (
@@ -10,23 +13,21 @@ import (
 	"sync"
 
 	"movieexample.com/metadata"
-	"movieexample.com/pkg/gateway"
+	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/ident"
 	"movieexample.com/rating"
 )
 
-// Errors returned by the service.
+// Errors returned by the service, besides errs.ErrInvalid (wrapped with the
+// reason) for a malformed request.
 var (
-	// ErrInvalidArgument means the request is malformed; the wrapping error
-	// says how.
-	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrNotFound means the metadata service does not know the movie.
-	ErrNotFound = errors.New("movie not found")
+	ErrNotFound = errs.New(errs.NotFound, "movie not found")
 	// ErrUnavailable means no metadata instance could answer.
-	ErrUnavailable = errors.New("metadata service unavailable")
+	ErrUnavailable = errs.New(errs.Unavailable, "metadata service unavailable")
 	// ErrBadGateway means the metadata service answered with something
 	// unusable.
-	ErrBadGateway = errors.New("bad answer from the metadata service")
+	ErrBadGateway = errs.New(errs.BadGateway, "bad answer from the metadata service")
 )
 
 // PartRating names the rating in Details.Partial when it could not be had.
@@ -40,21 +41,24 @@ type Details struct {
 	Partial  []string          `json:"partial,omitempty"`
 }
 
-// MetadataGetter returns a movie's metadata. Implementations return
-// gateway.ErrNotFound, gateway.ErrUnavailable or gateway.ErrBadResponse.
+// MetadataGetter returns a movie's metadata, as metadata.Service does:
+// metadata.ErrNotFound for an unknown movie, and otherwise an error whose
+// kind (pkg/errs) says whether the service could not be reached
+// (Unavailable) or answered with something unusable (BadGateway).
 type MetadataGetter interface {
-	Metadata(ctx context.Context, id string) (metadata.Metadata, error)
+	Get(ctx context.Context, id string) (metadata.Metadata, error)
 }
 
-// RatingGetter returns a movie's average rating, with the same errors as
-// MetadataGetter (ErrNotFound meaning "no ratings yet").
+// RatingGetter returns a record's average rating, as rating.Service does:
+// rating.ErrNotFound when it has no rating yet, and otherwise errors of the
+// same kinds as MetadataGetter's.
 type RatingGetter interface {
-	Rating(ctx context.Context, id string) (rating.Aggregate, error)
+	Get(ctx context.Context, key rating.Key) (rating.Aggregate, error)
 }
 
 // Service is the movie business API.
 type Service interface {
-	// Get returns the details of movie id: ErrInvalidArgument for a
+	// Get returns the details of movie id: errs.ErrInvalid (wrapped) for a
 	// malformed id, ErrNotFound, ErrUnavailable or ErrBadGateway when the
 	// metadata cannot be had. A failing rating service is not an error:
 	// Details.Partial says the rating is missing.
@@ -73,7 +77,7 @@ func NewService(m MetadataGetter, r RatingGetter) Service {
 
 func (s service) Get(ctx context.Context, id string) (Details, error) {
 	if !ident.Valid(id) {
-		return Details{}, fmt.Errorf("%w: id must be %s", ErrInvalidArgument, ident.Rule)
+		return Details{}, fmt.Errorf("%w: id must be %s", errs.ErrInvalid, ident.Rule)
 	}
 	var (
 		wg     sync.WaitGroup
@@ -83,12 +87,12 @@ func (s service) Get(ctx context.Context, id string) (Details, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		agg, ratErr = s.rating.Rating(ctx, id)
+		agg, ratErr = s.rating.Get(ctx, rating.Key{Type: rating.RecordTypeMovie, ID: id})
 	}()
-	md, err := s.metadata.Metadata(ctx, id)
+	md, err := s.metadata.Get(ctx, id)
 	wg.Wait()
 	if err != nil {
-		return Details{}, fromGateway(err)
+		return Details{}, metadataError(err)
 	}
 	// An answer about another movie is as unusable as a malformed one.
 	if md.ID != id {
@@ -100,7 +104,7 @@ func (s service) Get(ctx context.Context, id string) (Details, error) {
 		d.Partial = []string{PartRating}
 	case ratErr == nil:
 		d.Rating = &agg.Average
-	case errors.Is(ratErr, gateway.ErrNotFound):
+	case errors.Is(ratErr, rating.ErrNotFound):
 		// No ratings yet: the field is left out, nothing is missing.
 	default:
 		d.Partial = []string{PartRating}
@@ -108,13 +112,15 @@ func (s service) Get(ctx context.Context, id string) (Details, error) {
 	return d, nil
 }
 
-// fromGateway converts the gateway's errors into this service's, at the
-// boundary, so the transport never sees gateway types.
-func fromGateway(err error) error {
+// metadataError converts a failure to get the metadata into this service's
+// errors, at the boundary: a movie metadata does not know is not found; an
+// unusable answer is a bad gateway; anything else, however the call failed,
+// means metadata could not be had now.
+func metadataError(err error) error {
 	switch {
-	case errors.Is(err, gateway.ErrNotFound):
+	case errors.Is(err, metadata.ErrNotFound):
 		return ErrNotFound
-	case errors.Is(err, gateway.ErrBadResponse):
+	case errs.KindOf(err) == errs.BadGateway:
 		return fmt.Errorf("%w: %w", ErrBadGateway, err)
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)

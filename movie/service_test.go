@@ -2,91 +2,77 @@ package movie
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"movieexample.com/metadata"
+	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/gateway"
+	"movieexample.com/pkg/web"
 	"movieexample.com/rating"
 )
 
-// fakeMetadata and fakeRating answer from fixed values.
-type fakeMetadata struct {
-	md  metadata.Metadata
-	err error
-}
-
-func (f fakeMetadata) Metadata(context.Context, string) (metadata.Metadata, error) {
-	return f.md, f.err
-}
-
-type fakeRating struct {
-	agg rating.Aggregate
-	err error
-}
-
-func (f fakeRating) Rating(context.Context, string) (rating.Aggregate, error) { return f.agg, f.err }
+// The services themselves, in process, are what movie can be built over as
+// well as their HTTP clients (movie/httpapi's tests assert those).
+var (
+	_ MetadataGetter = metadata.Service(nil)
+	_ RatingGetter   = rating.Service(nil)
+)
 
 var (
 	shawshank = metadata.Metadata{ID: "1", Title: "The Shawshank Redemption", Director: "Frank Darabont"}
 	fourHalf  = rating.Aggregate{ID: "1", Type: rating.RecordTypeMovie, Average: 4.5, Count: 2}
 )
 
-func TestHTTPGetMovie(t *testing.T) {
-	unavailable := fmt.Errorf("%w: no metadata instance discovered", gateway.ErrUnavailable)
+// TestOverInProcessServices builds movie over the real metadata and rating
+// services, no transport between them: the services' own errors are what
+// movie understands.
+func TestOverInProcessServices(t *testing.T) {
+	svc := NewService(
+		metadata.NewService(metadata.NewMemory(metadata.Seed)),
+		rating.NewService(rating.NewMemory(rating.Seed)))
+	shawshankAvg := 14.0 / 3 // the seeded 5, 5 and 4
 	tests := []struct {
-		name       string
-		target     string
-		metadata   fakeMetadata
-		rating     fakeRating
-		wantStatus int
-		wantBody   string
+		name    string
+		id      string
+		want    Details
+		wantErr error
 	}{
-		{name: "metadata and rating", target: "/movie?id=1", metadata: fakeMetadata{md: shawshank}, rating: fakeRating{agg: fourHalf},
-			wantStatus: 200, wantBody: `{"metadata":{"id":"1","title":"The Shawshank Redemption","description":"","director":"Frank Darabont"},"rating":4.5}`},
-		{name: "no ratings yet: rating left out", target: "/movie?id=1", metadata: fakeMetadata{md: shawshank}, rating: fakeRating{err: gateway.ErrNotFound},
-			wantStatus: 200, wantBody: `{"metadata":{"id":"1","title":"The Shawshank Redemption","description":"","director":"Frank Darabont"}}`},
-		{name: "rating down: marked missing", target: "/movie?id=1", metadata: fakeMetadata{md: shawshank}, rating: fakeRating{err: unavailable},
-			wantStatus: 200, wantBody: `{"metadata":{"id":"1","title":"The Shawshank Redemption","description":"","director":"Frank Darabont"},"partial":["rating"]}`},
-		{name: "rating answers garbage: marked missing", target: "/movie?id=1", metadata: fakeMetadata{md: shawshank}, rating: fakeRating{err: gateway.ErrBadResponse},
-			wantStatus: 200, wantBody: `{"metadata":{"id":"1","title":"The Shawshank Redemption","description":"","director":"Frank Darabont"},"partial":["rating"]}`},
-		{name: "metadata not found", target: "/movie?id=1", metadata: fakeMetadata{err: gateway.ErrNotFound}, rating: fakeRating{agg: fourHalf},
-			wantStatus: 404, wantBody: `{"error":"movie not found"}`},
-		{name: "metadata unavailable", target: "/movie?id=1", metadata: fakeMetadata{err: unavailable}, rating: fakeRating{agg: fourHalf},
-			wantStatus: 503, wantBody: `{"error":"service unavailable"}`},
-		{name: "metadata answers garbage", target: "/movie?id=1", metadata: fakeMetadata{err: gateway.ErrBadResponse}, rating: fakeRating{agg: fourHalf},
-			wantStatus: 502, wantBody: `{"error":"bad gateway"}`},
-		{name: "missing id", target: "/movie", wantStatus: 400},
-		{name: "malformed id", target: "/movie?id=%20", wantStatus: 400},
-		{name: "two ids", target: "/movie?id=1&id=2", wantStatus: 400},
+		{name: "metadata and rating", id: "1", want: Details{Metadata: metadata.Seed[0], Rating: &shawshankAvg}},
+		{name: "no ratings yet: rating left out", id: "5", want: Details{Metadata: metadata.Seed[4]}},
+		{name: "unknown movie", id: "999", wantErr: ErrNotFound},
+		{name: "malformed id", id: "a b", wantErr: errs.ErrInvalid},
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := NewHTTPHandler(MakeEndpoints(NewService(tt.metadata, tt.rating)), logger)
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest("GET", tt.target, nil))
-			if rec.Code != tt.wantStatus {
-				t.Errorf("status = %d, want %d (body %s)", rec.Code, tt.wantStatus, rec.Body)
+			got, err := svc.Get(context.Background(), tt.id)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Get(%q) error = %v, want %v", tt.id, err, tt.wantErr)
+				}
+				return
 			}
-			got := strings.TrimSpace(rec.Body.String())
-			if tt.wantBody != "" && got != tt.wantBody {
-				t.Errorf("body = %s\nwant   %s", got, tt.wantBody)
+			if err != nil {
+				t.Fatalf("Get(%q): %v", tt.id, err)
 			}
-			var e struct{ Error string }
-			if rec.Code >= 400 && (json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Error == "") {
-				t.Errorf("error body %s is not {\"error\":...}", got)
+			if got.Metadata != tt.want.Metadata || len(got.Partial) != 0 ||
+				(got.Rating == nil) != (tt.want.Rating == nil) || (got.Rating != nil && *got.Rating != *tt.want.Rating) {
+				t.Errorf("Get(%q) = %s, want %s", tt.id, show(got), show(tt.want))
 			}
 		})
 	}
+}
+
+// show formats d with its rating's value rather than its address.
+func show(d Details) string {
+	r := "none"
+	if d.Rating != nil {
+		r = fmt.Sprint(*d.Rating)
+	}
+	return fmt.Sprintf("{Metadata:%+v Rating:%s Partial:%v}", d.Metadata, r, d.Partial)
 }
 
 func TestGetFetchesConcurrently(t *testing.T) {
@@ -115,29 +101,35 @@ func TestGetFetchesConcurrently(t *testing.T) {
 
 type waitingMetadata struct{ wait func() error }
 
-func (w waitingMetadata) Metadata(context.Context, string) (metadata.Metadata, error) {
+func (w waitingMetadata) Get(context.Context, string) (metadata.Metadata, error) {
 	return shawshank, w.wait()
 }
 
 type waitingRating struct{ wait func() error }
 
-func (w waitingRating) Rating(context.Context, string) (rating.Aggregate, error) {
+func (w waitingRating) Get(context.Context, rating.Key) (rating.Aggregate, error) {
 	return fourHalf, w.wait()
 }
 
-func TestGatewayErrorsBecomeServiceErrors(t *testing.T) {
+func TestMetadataErrorsBecomeServiceErrors(t *testing.T) {
 	tests := []struct {
+		name string
 		in   error
 		want error
 	}{
-		{gateway.ErrNotFound, ErrNotFound},
-		{gateway.ErrUnavailable, ErrUnavailable},
-		{gateway.ErrBadResponse, ErrBadGateway},
-		{errors.New("anything else"), ErrUnavailable},
+		{"not found", metadata.ErrNotFound, ErrNotFound},
+		{"not found, wrapped", fmt.Errorf("get: %w", metadata.ErrNotFound), ErrNotFound},
+		{"no instance answered", gateway.ErrUnavailable, ErrUnavailable},
+		{"an instance answered 5xx", fmt.Errorf("%w 503", web.ErrUpstreamStatus), ErrUnavailable},
+		{"bad answer", web.ErrBadResponse, ErrBadGateway},
+		{"bad answer, wrapped", fmt.Errorf("%w: unexpected end of JSON input", web.ErrBadResponse), ErrBadGateway},
+		{"anything else", errors.New("anything else"), ErrUnavailable},
 	}
 	for _, tt := range tests {
-		if got := fromGateway(tt.in); !errors.Is(got, tt.want) {
-			t.Errorf("fromGateway(%v) = %v, want %v", tt.in, got, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			if got := metadataError(tt.in); !errors.Is(got, tt.want) {
+				t.Errorf("metadataError(%v) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
 	}
 }

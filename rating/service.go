@@ -1,26 +1,29 @@
-// Package rating is the rating service: it records users' ratings of records
-// (movies) and serves their average.
+// Package rating is the rating service's domain: users' ratings of records
+// (movies), one per user and record, and their Aggregate; the Service that
+// records and averages them over a Repository, and the service's go-kit
+// endpoints. Its adapters are beside it: httpapi serves it over HTTP and
+// holds the client other services call it with, sqlstore keeps it in a
+// database.
 package rating
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"math"
 
+	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/ident"
 )
 
-// Errors returned by the service and its repositories.
+// Errors returned by the service, its repositories and its client, besides
+// errs.ErrInvalid (wrapped with the reason) for a malformed request.
 var (
 	// ErrNotFound means the record has no rating yet.
-	ErrNotFound = errors.New("no ratings for this record")
-	// ErrInvalidArgument means the request is malformed; the wrapping error
-	// says how.
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrNotFound = errs.New(errs.NotFound, "no ratings for this record")
 	// ErrUnavailable means the store could not answer now (locked by
 	// other writers past its busy timeout, unreachable, restarting); the
 	// same request may succeed later or on another instance.
-	ErrUnavailable = errors.New("rating store unavailable")
+	ErrUnavailable = errs.New(errs.Unavailable, "rating store unavailable")
 )
 
 // RecordType is the kind of thing rated.
@@ -62,12 +65,12 @@ type Repository interface {
 
 // Service is the rating business API.
 type Service interface {
-	// Get returns the average rating of key: ErrInvalidArgument for a
+	// Get returns the average rating of key: errs.ErrInvalid for a
 	// malformed key, ErrNotFound when nobody rated it yet, ErrUnavailable
 	// when the store cannot answer now.
 	Get(ctx context.Context, key Key) (Aggregate, error)
 	// Put records user's rating of key (replacing their earlier one) and
-	// returns the new average; ErrInvalidArgument for a malformed key, user
+	// returns the new average; errs.ErrInvalid for a malformed key, user
 	// or value outside MinValue..MaxValue, ErrUnavailable when the store
 	// cannot answer now.
 	Put(ctx context.Context, key Key, userID string, value int) (Aggregate, error)
@@ -94,10 +97,10 @@ func (s service) Put(ctx context.Context, key Key, userID string, value int) (Ag
 		return Aggregate{}, err
 	}
 	if !ident.Valid(userID) {
-		return Aggregate{}, fmt.Errorf("%w: userId must be %s", ErrInvalidArgument, ident.Rule)
+		return Aggregate{}, fmt.Errorf("%w: userId must be %s", errs.ErrInvalid, ident.Rule)
 	}
 	if value < MinValue || value > MaxValue {
-		return Aggregate{}, fmt.Errorf("%w: value must be an integer from %d to %d", ErrInvalidArgument, MinValue, MaxValue)
+		return Aggregate{}, fmt.Errorf("%w: value must be an integer from %d to %d", errs.ErrInvalid, MinValue, MaxValue)
 	}
 	if err := s.repo.Put(ctx, key, userID, value); err != nil {
 		return Aggregate{}, err
@@ -105,12 +108,22 @@ func (s service) Put(ctx context.Context, key Key, userID string, value int) (Ag
 	return s.repo.Aggregate(ctx, key)
 }
 
+// Plausible returns an error unless a is an average that a set of valid
+// ratings can have: callers trust an upstream's answer no further than a
+// client's request.
+func (a Aggregate) Plausible() error {
+	if a.Count < 1 || math.IsNaN(a.Average) || a.Average < MinValue || a.Average > MaxValue {
+		return fmt.Errorf("rating %v over %d ratings is out of range", a.Average, a.Count)
+	}
+	return nil
+}
+
 func (k Key) validate() error {
 	if k.Type != RecordTypeMovie {
-		return fmt.Errorf("%w: type must be %q", ErrInvalidArgument, RecordTypeMovie)
+		return fmt.Errorf("%w: type must be %q", errs.ErrInvalid, RecordTypeMovie)
 	}
 	if !ident.Valid(k.ID) {
-		return fmt.Errorf("%w: id must be %s", ErrInvalidArgument, ident.Rule)
+		return fmt.Errorf("%w: id must be %s", errs.ErrInvalid, ident.Rule)
 	}
 	return nil
 }

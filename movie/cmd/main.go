@@ -5,58 +5,142 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"time"
 
+	consul "github.com/hashicorp/consul/api"
+
+	mdhttp "movieexample.com/metadata/httpapi"
 	"movieexample.com/movie"
+	"movieexample.com/movie/httpapi"
+	"movieexample.com/pkg/discovery"
 	"movieexample.com/pkg/gateway"
-	"movieexample.com/pkg/server"
+	"movieexample.com/pkg/instance"
+	"movieexample.com/pkg/ops"
+	"movieexample.com/pkg/web"
+	rthttp "movieexample.com/rating/httpapi"
 )
 
-func main() { server.Main("movie", run) }
+func main() { instance.Main("movie", run) }
 
-// run starts the service and blocks until ctx ends; tests call it directly.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	var cfg server.Config
-	fs := server.NewFlagSet("movie", 8083, &cfg)
-	gw := gateway.DefaultConfig()
+// config is everything a movie instance is configured with.
+type config struct {
+	instance.Config
+	Gateway gateway.Config // how each upstream is called
+	// ReregisterGrace is how long after Consul comes back from an outage
+	// its answers may add upstream instances but not remove them: a Consul
+	// that lost its state lists nothing until the instances re-register at
+	// their next heartbeat.
+	ReregisterGrace time.Duration
+}
+
+// parseConfig reads the configuration from the flags in args, with the
+// environment as fallback, and checks it.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	cfg := config{
+		Config:          instance.DefaultConfig("movie", 8083),
+		Gateway:         gateway.DefaultConfig(),
+		ReregisterGrace: discovery.DefaultGrace,
+	}
+	fs := cfg.FlagSet(stderr)
+	gw := &cfg.Gateway
 	fs.DurationVar(&gw.AttemptTimeout, "attempt-timeout", gw.AttemptTimeout, "timeout of one attempt on one upstream instance")
 	fs.IntVar(&gw.MaxAttempts, "max-attempts", gw.MaxAttempts, "attempts per upstream call, the first included (1 disables retries)")
 	fs.Float64Var(&gw.RetryRatio, "retry-ratio", gw.RetryRatio, "retry budget: retries may add this fraction of calls")
 	fs.IntVar(&gw.BreakerFailures, "breaker-failures", gw.BreakerFailures, "consecutive failures that eject an instance (0 disables the breaker)")
 	fs.DurationVar(&gw.BreakerCooldown, "breaker-cooldown", gw.BreakerCooldown, "how long an ejected instance is skipped before a trial call")
-	fs.DurationVar(&gw.ReregisterGrace, "reregister-grace", gw.ReregisterGrace, "after Consul comes back, how long its answers may add upstream instances but not remove them (0 trusts its first answer)")
-	logger, err := server.Load(fs, &cfg, args, getenv, stderr)
+	fs.DurationVar(&cfg.ReregisterGrace, "reregister-grace", cfg.ReregisterGrace, "after Consul comes back, how long its answers may add upstream instances but not remove them (0 trusts its first answer)")
+	if err := cfg.Parse(fs, args, getenv); err != nil || cfg.HealthCheck {
+		return cfg, err
+	}
+	return cfg, cfg.Gateway.Check()
+}
+
+// LogValue logs the whole configuration.
+func (c config) LogValue() slog.Value {
+	gw := c.Gateway
+	return slog.GroupValue(append(c.Attrs(),
+		slog.Duration("attempt_timeout", gw.AttemptTimeout), slog.Int("max_attempts", gw.MaxAttempts),
+		slog.Duration("backoff", gw.Backoff), slog.Float64("retry_ratio", gw.RetryRatio),
+		slog.Float64("min_retries_per_second", gw.MinRetriesPerSecond),
+		slog.Int("breaker_failures", gw.BreakerFailures), slog.Duration("breaker_cooldown", gw.BreakerCooldown),
+		slog.Duration("reregister_grace", c.ReregisterGrace))...)
+}
+
+// run starts the service and blocks until ctx ends; tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	if gw.MaxAttempts < 1 || gw.AttemptTimeout <= 0 {
-		return errors.New("max-attempts must be at least 1 and attempt-timeout positive")
+	if cfg.HealthCheck {
+		return ops.Probe(ctx, cfg.Port)
 	}
-	consul, err := cfg.ConsulClient()
+	logger, client, err := instance.Setup(cfg.Config, cfg, stderr)
 	if err != nil {
 		return err
 	}
-	metrics := server.NewMetricsRegistry()
-	// Discovery is bound to its own context, ended after the server has
-	// shut down, so in-flight requests keep their instances to the end.
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWatch()
-	g := gateway.New(gw, gateway.ConsulInstancers(watchCtx, consul, gw.ReregisterGrace, logger), logger, metrics)
-	svc := movie.NewService(g, movie.LogRatingFailures(g, logger))
-	return server.Run(ctx, server.App{
-		Config:  cfg,
-		Logger:  logger,
-		Routes:  movie.NewHTTPHandler(movie.MakeEndpoints(svc), logger),
-		Metrics: metrics,
+	metrics := ops.NewRegistry()
+	gm := gateway.NewMetrics(metrics)
+	// A transport, and so a connection pool, per upstream: every call takes
+	// the pool's lock twice, and one pool for both upstreams was the most
+	// contended lock in movie under load.
+	md := gateway.New("metadata", mdhttp.NewFactory(web.NewTransport()), cfg.Gateway, gm, logger)
+	// Movie answers without a rating but not without metadata: only rating
+	// fails fast when every instance is ejected.
+	ratingCfg := cfg.Gateway
+	ratingCfg.FailFast = true
+	rt := gateway.New("rating", rthttp.NewFactory(web.NewTransport()), ratingCfg, gm, logger)
+	svc := movie.NewService(mdhttp.NewClient(md.Endpoint()), movie.LogRatingFailures(rthttp.NewClient(rt.Endpoint()), logger))
+
+	w := &watch{client: client, grace: cfg.ReregisterGrace, logger: logger}
+	return instance.Run(ctx, instance.App{
+		Config:   cfg.Config,
+		Logger:   logger,
+		Registry: discovery.NewConsul(client),
+		Routes:   httpapi.NewHTTPHandler(movie.MakeEndpoints(svc), logger),
+		Metrics:  metrics,
 		// Watching starts once registration proved Consul reachable, so the
 		// first query finds the upstreams' instances rather than an error.
-		Start: func(context.Context) error { return g.Start() },
-		Ready: g.Ready,
-		// Stop the watchers first, then cancel the blocking queries they
-		// abandoned; the other order makes every watcher log a spurious
-		// "context canceled" error on its way out.
-		Stop: func() {
-			g.Stop()
-			stopWatch()
+		Start: func(ctx context.Context) error {
+			w.start(ctx, map[string]*gateway.Upstream{"metadata": md, "rating": rt})
+			return nil
 		},
+		Ready: func() error { return errors.Join(md.Ready(), rt.Ready()) },
+		Stop:  w.stop,
 	})
+}
+
+// watch feeds each upstream the instances Consul lists for it.
+type watch struct {
+	client *consul.Client
+	grace  time.Duration
+	logger *slog.Logger
+
+	upstreams  []*gateway.Upstream
+	instancers []*discovery.Instancer
+}
+
+// start watches the instances of each service for its upstream. The watch
+// outlives ctx, which ends at the signal: in-flight requests keep their
+// instances until stop, after the server has shut down.
+func (w *watch) start(ctx context.Context, upstreams map[string]*gateway.Upstream) {
+	for service, u := range upstreams {
+		in := discovery.NewInstancer(context.WithoutCancel(ctx), w.client, service, w.grace, w.logger)
+		u.Watch(in)
+		w.upstreams = append(w.upstreams, u)
+		w.instancers = append(w.instancers, in)
+	}
+}
+
+// stop stops the upstreams following the instancers, then the instancers
+// and their blocking queries: in the other order every upstream would see
+// its instancer's last, canceled query as an error.
+func (w *watch) stop() {
+	for _, u := range w.upstreams {
+		u.Stop()
+	}
+	for _, in := range w.instancers {
+		in.Stop()
+	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,25 +78,14 @@ func (c *Consul) ReportHealthy(ctx context.Context, instanceID string) error {
 	return nil
 }
 
-// Instances implements Registry.
-func (c *Consul) Instances(ctx context.Context, service string) ([]Instance, error) {
-	q := (&consul.QueryOptions{}).WithContext(ctx)
-	entries, _, err := c.client.Health().Service(service, "", true, q)
-	if err != nil {
-		return nil, fmt.Errorf("instances of %s: %w", service, consulError(err))
+// entryAddr returns the host:port to reach the instance of e at: the
+// service's own address, or its node's when it registered none.
+func entryAddr(e *consul.ServiceEntry) string {
+	host := e.Service.Address
+	if host == "" {
+		host = e.Node.Address
 	}
-	if len(entries) == 0 {
-		return nil, fmt.Errorf("instances of %s: %w", service, ErrNoInstances)
-	}
-	out := make([]Instance, 0, len(entries))
-	for _, e := range entries {
-		host := e.Service.Address
-		if host == "" {
-			host = e.Node.Address
-		}
-		out = append(out, Instance{ID: e.Service.ID, Service: e.Service.Service, Host: host, Port: e.Service.Port})
-	}
-	return out, nil
+	return net.JoinHostPort(host, strconv.Itoa(e.Service.Port))
 }
 
 // consulError converts Consul's HTTP status errors into this package's

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"movieexample.com/pkg/backoff"
 )
 
 // Config sets how an instance registers and keeps its registration alive.
@@ -104,7 +105,7 @@ func Register(ctx context.Context, registry Registry, inst Instance, cfg Config,
 
 	startCtx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
-	backoff := 100 * time.Millisecond
+	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := r.register(startCtx, "initial")
 		if err == nil {
@@ -113,14 +114,14 @@ func Register(ctx context.Context, registry Registry, inst Instance, cfg Config,
 		if errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrInvalidInstance) {
 			return nil, err
 		}
-		wait := jitter(backoff)
+		wait := backoff.Jitter(delay)
 		logger.Warn("registry not reachable, retrying", "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
 		select {
 		case <-startCtx.Done():
 			return nil, fmt.Errorf("gave up registering after %s (%d attempts): %w", cfg.StartTimeout, attempt, err)
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		delay = min(2*delay, 5*time.Second)
 	}
 	logger.Info("registered", "addr", inst.Addr(), "ttl", cfg.TTL)
 
@@ -137,9 +138,6 @@ func Register(ctx context.Context, registry Registry, inst Instance, cfg Config,
 // Registered reports whether the instance is, as far as it knows, registered
 // and passing. Readiness probes use it.
 func (r *Registration) Registered() bool { return r.registered.Load() }
-
-// Instance returns the registered instance.
-func (r *Registration) Instance() Instance { return r.inst }
 
 // Close stops the heartbeat, waits for it to end and only then deregisters:
 // a heartbeat still running after deregistration would see the instance gone
@@ -211,10 +209,4 @@ func (r *Registration) heartbeat(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// jitter spreads d over [d/2, 3d/2) so instances retrying together do not
-// retry in lockstep.
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d)
 }

@@ -1,7 +1,8 @@
-// Package discovery registers movieapp's service instances in a registry,
-// keeps their registration alive with TTL heartbeats, and removes it on
-// shutdown. The Registry contract has a Consul implementation for production
-// and an in-memory one for unit tests of its callers.
+// Package discovery is everything movieapp does with Consul. An instance
+// registers with Register, which keeps the registration alive with TTL
+// heartbeats until Close deregisters it; Advertise says which address to
+// register. A caller finds the passing instances of a service with
+// NewInstancer, a go-kit sd.Instancer fed by blocking queries.
 package discovery
 
 import (
@@ -19,9 +20,6 @@ var (
 	// never registered, it was reaped, or the registry lost its state (a
 	// Consul dev agent keeps none across a restart).
 	ErrNotRegistered = errors.New("instance not registered")
-
-	// ErrNoInstances means a service has no live instance.
-	ErrNoInstances = errors.New("no live instances")
 
 	// ErrPermissionDenied means the registry refused the call for lack of
 	// rights (a Consul ACL token without service:write or service:read).
@@ -52,7 +50,8 @@ func NewInstanceID(service string) string {
 	return service + "-" + uuid.NewString()
 }
 
-// Registry is where instances announce themselves and callers find them.
+// Registry is where instances announce themselves. Consul is the one
+// implementation; the lifecycle's tests use an in-memory one.
 type Registry interface {
 	// Register adds or replaces inst with a TTL health check that starts
 	// passing. An instance whose TTL lapses turns critical; one critical for
@@ -67,10 +66,6 @@ type Registry interface {
 	// ReportHealthy renews the instance's TTL. It returns ErrNotRegistered if
 	// the registry no longer knows the instance.
 	ReportHealthy(ctx context.Context, instanceID string) error
-
-	// Instances returns the passing instances of service. It returns
-	// ErrNoInstances, never an empty slice, when there are none.
-	Instances(ctx context.Context, service string) ([]Instance, error)
 }
 
 // validate rejects instances that callers could never reach.

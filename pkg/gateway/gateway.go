@@ -1,44 +1,33 @@
-// Package gateway holds the clients movie uses to reach the metadata and
-// rating services: instances are discovered through Consul with go-kit's
-// blocking-query Instancer (never a Consul call on the request path), each
-// call goes to a random live instance, and a failed attempt is retried on
-// another one within a per-attempt timeout, the caller's deadline and a retry
-// budget. An instance that keeps failing is ejected by its circuit breaker
-// long before Consul's TTL notices.
+// Package gateway is client-side load balancing over any go-kit
+// sd.Instancer and sd.Factory: an Upstream sends each call to a random live
+// instance, retries a failed attempt on another one within a per-attempt
+// timeout, the caller's deadline and a retry budget, and ejects an instance
+// that keeps failing with a circuit breaker of its own, long before the
+// registry's health checks notice. It knows no service: what a call is, and
+// how an instance is reached, is the factory's business.
 package gateway
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"strings"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
-	consul "github.com/hashicorp/consul/api"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"movieexample.com/metadata"
-	"movieexample.com/pkg/discovery"
-	"movieexample.com/rating"
+	"movieexample.com/pkg/errs"
 )
 
-// Errors returned by the clients. Callers convert them at their boundary.
-var (
-	// ErrNotFound means the upstream answered 404 for the requested ID.
-	ErrNotFound = errors.New("not found upstream")
-	// ErrUnavailable means no instance answered: none is discovered, every
-	// attempt failed, or the deadline passed.
-	ErrUnavailable = errors.New("upstream unavailable")
-	// ErrBadResponse means an instance answered with something the gateway
-	// cannot trust: a malformed or oversized body, or an unexpected status.
-	ErrBadResponse = errors.New("bad upstream response")
-)
+// ErrUnavailable means no instance answered: none is discovered, every
+// attempt failed, or the deadline passed. An instance's own answer (a
+// not-found, a bad response) is returned as the factory's endpoint gave it.
+var ErrUnavailable = errs.New(errs.Unavailable, "upstream unavailable")
 
-// Config tunes the clients. DefaultConfig's values are what the README's
+// Config tunes an Upstream. DefaultConfig's values are what the README's
 // resilience figures were measured with.
 type Config struct {
 	// AttemptTimeout bounds one attempt on one instance.
@@ -56,13 +45,10 @@ type Config struct {
 	// BreakerCooldown, after which one trial call decides; 0 disables it.
 	BreakerFailures int
 	BreakerCooldown time.Duration
-	// MaxResponseBytes caps how much of an upstream body is read.
-	MaxResponseBytes int64
-	// ReregisterGrace is how long after Consul comes back from an outage
-	// its answers may add instances but not remove them: a Consul that
-	// lost its state lists nothing until the instances re-register at
-	// their next heartbeat. Passed to ConsulInstancers.
-	ReregisterGrace time.Duration
+	// FailFast, when every instance is ejected, fails a call at once: set
+	// it for an upstream the caller can answer without. Otherwise the
+	// instances are tried anyway, breakers bypassed (see Upstream.call).
+	FailFast bool
 }
 
 // DefaultConfig returns the tuned defaults.
@@ -78,137 +64,133 @@ func DefaultConfig() Config {
 		// stall of the host stays ejected this long after it ends, while
 		// a trial call to an instance that is really gone costs one
 		// refused connection (or one attempt timeout) per cooldown.
-		BreakerCooldown:  time.Second,
-		MaxResponseBytes: 64 << 10,
-		// One default TTL: an instance that has not re-registered by
-		// then would have turned critical anyway.
-		ReregisterGrace: 5 * time.Second,
+		BreakerCooldown: time.Second,
 	}
 }
 
-// InstancerFunc returns the source of live instances of a service.
-type InstancerFunc func(service string) (sd.Instancer, error)
-
-// ConsulInstancers returns an InstancerFunc that watches passing instances in
-// Consul with blocking queries until ctx ends. For grace after Consul comes
-// back from an outage or a restart, the instances it lists are added to the
-// last known ones rather than replacing them, so that an agent that lost its
-// state does not empty the gateway's view before the instances re-register
-// (see consulInstancer); 0 trusts Consul's first answer.
-func ConsulInstancers(ctx context.Context, client *consul.Client, grace time.Duration, logger *slog.Logger) InstancerFunc {
-	return func(service string) (sd.Instancer, error) {
-		return newConsulInstancer(ctx, client, service, grace, logger.With("target", service)), nil
-	}
-}
-
-// aclError turns Consul's two ways of refusing a read into
-// discovery.ErrPermissionDenied: a 403 (an unknown token) and, since Consul
-// answers a token lacking service:read or node:read with a 200 and every
-// entry filtered out, an empty answer flagged as filtered by ACLs.
-func aclError(service string, entries []*consul.ServiceEntry, meta *consul.QueryMeta, err error) error {
-	var se consul.StatusError
-	switch {
-	case errors.As(err, &se) && se.Code == http.StatusForbidden:
-		return fmt.Errorf("%w: reading %s instances: %s", discovery.ErrPermissionDenied, service, strings.TrimSpace(se.Body))
-	case err == nil && len(entries) == 0 && meta != nil && meta.ResultsFilteredByACLs:
-		return fmt.Errorf("%w: Consul hid every %s instance from this token, which needs service:read on %q and node:read",
-			discovery.ErrPermissionDenied, service, service)
-	}
-	return err
-}
-
-// Gateway reaches the metadata and rating services.
-type Gateway struct {
-	metadata *upstream
-	rating   *upstream
-}
-
-// New returns a Gateway that finds instances through instancers. Call Start
-// before the first call and Stop when done.
-func New(cfg Config, instancers InstancerFunc, logger *slog.Logger, reg prometheus.Registerer) *Gateway {
-	m := newMetrics(reg)
-	// A transport, and so a connection pool, per upstream: every call takes
-	// the pool's lock twice, and one pool for both upstreams was the most
-	// contended lock in movie under load.
-	return &Gateway{
-		// Movie answers without a rating but not without metadata: only
-		// rating fails fast when every instance is ejected.
-		metadata: newUpstream("metadata", cfg, false, instancers, metadataFactory(newTransport(), cfg), m, logger),
-		rating:   newUpstream("rating", cfg, true, instancers, ratingFactory(newTransport(), cfg), m, logger),
-	}
-}
-
-// Start begins watching the upstreams' instances.
-func (g *Gateway) Start() error {
-	if err := g.metadata.start(); err != nil {
-		return err
-	}
-	if err := g.rating.start(); err != nil {
-		g.metadata.stop()
-		return err
+// Check returns an error if c cannot work.
+func (c Config) Check() error {
+	if c.MaxAttempts < 1 || c.AttemptTimeout <= 0 {
+		return errors.New("max-attempts must be at least 1 and attempt-timeout positive")
 	}
 	return nil
 }
 
-// Stop stops watching and waits for the watchers to end.
-func (g *Gateway) Stop() {
-	g.metadata.stop()
-	g.rating.stop()
+// Upstream is one target service: its discovered instances, one endpoint
+// (with its own circuit breaker) per instance, and the retry policy.
+type Upstream struct {
+	name     string
+	cfg      Config
+	factory  sd.Factory
+	log      *slog.Logger
+	budget   *retryBudget
+	m        upstreamMetrics
+	endpoint endpoint.Endpoint
+
+	instances atomic.Int64 // discovered instances, for readiness
+	instancer sd.Instancer
+	// endpointer is set by Watch while requests may already be arriving
+	// (a service serves before it registers, and movie starts discovery
+	// only once registered): until then calls find no instance.
+	endpointer atomic.Pointer[sd.DefaultEndpointer]
+	events     chan sd.Event
+	quit       chan struct{}
+	watching   sync.WaitGroup
+
+	// lastErr is the last discovery error, nil since the last success:
+	// readiness says why no instance is known.
+	lastErr atomic.Pointer[error]
 }
 
-// Ready returns an error naming each upstream with no discovered instance,
-// with the last discovery error if there is one (wrapping
-// discovery.ErrPermissionDenied when Consul's ACLs refuse the lookup).
-func (g *Gateway) Ready() error {
-	var errs []error
-	for _, u := range []*upstream{g.metadata, g.rating} {
-		if u.instances.Load() == 0 {
-			if err := u.discoveryErr(); err != nil {
-				errs = append(errs, fmt.Errorf("no %s instance discovered: %w", u.name, err))
+// New returns the Upstream called name (its metrics' target label), whose
+// instances' endpoints come from factory. Call Watch to give it instances.
+func New(name string, factory sd.Factory, cfg Config, m *Metrics, logger *slog.Logger) *Upstream {
+	u := &Upstream{
+		name:   name,
+		cfg:    cfg,
+		log:    logger.With("target", name),
+		budget: newRetryBudget(cfg.RetryRatio, cfg.MinRetriesPerSecond),
+		m:      m.forTarget(name),
+	}
+	u.factory = factory
+	if cfg.BreakerFailures > 0 {
+		u.factory = u.withBreaker(factory)
+	}
+	u.endpoint = instrumenting(u.m)(u.call)
+	return u
+}
+
+// Endpoint returns the endpoint that balances calls over the instances:
+// what a service's client calls. It returns ErrUnavailable when no instance
+// answers, and an instance's own error for an answer it refused.
+func (u *Upstream) Endpoint() endpoint.Endpoint { return u.endpoint }
+
+// Watch starts following instancer's instances; call it once. The
+// instancer stays its creator's to stop, after Stop.
+func (u *Upstream) Watch(instancer sd.Instancer) {
+	u.instancer = instancer
+	// The endpointer only repeats the instancer's errors: keep them at debug.
+	u.endpointer.Store(sd.NewEndpointer(instancer, u.factory, kitLogger(u.log, slog.LevelDebug)))
+	// The instancer sends to registered channels while holding its lock,
+	// so this one is buffered and always drained until deregistered.
+	u.events = make(chan sd.Event, 1)
+	u.quit = make(chan struct{})
+	u.watching.Add(1)
+	go u.watch()
+	instancer.Register(u.events)
+}
+
+// Stop stops following the instances and waits for that to end.
+func (u *Upstream) Stop() {
+	if u.instancer == nil {
+		return
+	}
+	u.instancer.Deregister(u.events)
+	close(u.quit)
+	u.watching.Wait()
+	u.endpointer.Load().Close()
+}
+
+// Ready returns an error if no instance is discovered, with the last
+// discovery error if there is one.
+func (u *Upstream) Ready() error {
+	if u.instances.Load() > 0 {
+		return nil
+	}
+	if p := u.lastErr.Load(); p != nil {
+		return fmt.Errorf("no %s instance discovered: %w", u.name, *p)
+	}
+	return fmt.Errorf("no %s instance discovered", u.name)
+}
+
+// watch follows the instances for readiness, the gauge and the log.
+// On a discovery error the endpointer keeps the last known endpoints, and
+// so does the count: the instances are still there, only the registry is not.
+func (u *Upstream) watch() {
+	defer u.watching.Done()
+	var (
+		last []string
+		seen bool
+	)
+	for {
+		select {
+		case <-u.quit:
+			return
+		case ev := <-u.events:
+			if ev.Err != nil {
+				u.lastErr.Store(&ev.Err)
 				continue
 			}
-			errs = append(errs, fmt.Errorf("no %s instance discovered", u.name))
+			u.lastErr.Store(nil)
+			slices.Sort(ev.Instances)
+			// Logged on any change of the set, not only of its size: a
+			// rolling restart replaces instances one for one.
+			if !seen || !slices.Equal(last, ev.Instances) {
+				u.log.Info("discovered instances changed", "count", len(ev.Instances), "instances", ev.Instances)
+			}
+			last, seen = ev.Instances, true
+			u.instances.Store(int64(len(ev.Instances)))
+			u.m.instances.Set(float64(len(ev.Instances)))
 		}
-	}
-	return errors.Join(errs...)
-}
-
-// Metadata returns the metadata of movie id: ErrNotFound, ErrUnavailable or
-// ErrBadResponse on failure. When every metadata instance is ejected by its
-// breaker, they are tried anyway: movie has no answer without metadata.
-func (g *Gateway) Metadata(ctx context.Context, id string) (metadata.Metadata, error) {
-	resp, err := g.metadata.call(ctx, id)
-	if err != nil {
-		return metadata.Metadata{}, err
-	}
-	return resp.(metadata.Metadata), nil
-}
-
-// Rating returns the average rating of movie id: ErrNotFound when it has no
-// rating yet, ErrUnavailable or ErrBadResponse on failure. When every rating
-// instance is ejected by its breaker, it returns ErrUnavailable at once, so
-// that movie answers without the rating instead of waiting on each call.
-func (g *Gateway) Rating(ctx context.Context, id string) (rating.Aggregate, error) {
-	resp, err := g.rating.call(ctx, id)
-	if err != nil {
-		return rating.Aggregate{}, err
-	}
-	return resp.(rating.Aggregate), nil
-}
-
-// newTransport returns the transport of an upstream's calls. The
-// per-attempt context bounds every call, so it needs no timer of its own for
-// the response; the pool keeps enough idle connections per instance for the
-// fan-out (the default keeps 2, which under load means a new TCP connection
-// for most calls); and the answers, a few hundred bytes of JSON inside the
-// cluster, are not worth asking for gzip.
-func newTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:               nil, // upstreams are discovered addresses, never reached through a proxy
-		DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
 	}
 }

@@ -18,7 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"movieexample.com/metadata"
+	metadatahttp "movieexample.com/metadata/httpapi"
 	"movieexample.com/pkg/requestid"
+	"movieexample.com/pkg/web"
 )
 
 // backend is an httptest server standing in for one metadata instance.
@@ -60,34 +63,38 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
-// newGateway returns a started Gateway whose metadata instances are addrs
-// and which has no rating instance.
-func newGateway(t *testing.T, cfg Config, addrs ...string) *Gateway {
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newUpstream returns an Upstream called name whose endpoints come from
+// factory, watching the fixed instances addrs, and stopped at the end of the
+// test.
+func newUpstream(t *testing.T, name string, factory sd.Factory, cfg Config, addrs ...string) *Upstream {
 	t.Helper()
-	instancers := func(service string) (sd.Instancer, error) {
-		if service == "metadata" {
-			return fixedInstancer(addrs), nil
-		}
-		return fixedInstancer(nil), nil
-	}
-	g := New(cfg, instancers, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Stop)
+	u := New(name, factory, cfg, NewMetrics(prometheus.NewRegistry()), quietLogger())
+	u.Watch(fixedInstancer(addrs))
+	t.Cleanup(u.Stop)
 	// go-kit's endpointer takes the instancer's first event on a goroutine
 	// of its own: wait until it has made the endpoints.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		eps, _ := g.metadata.endpointer.Load().Endpoints()
+		eps, _ := u.endpointer.Load().Endpoints()
 		if len(eps) == len(addrs) {
-			return g
+			return u
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d metadata endpoints after 5s, want %d", len(eps), len(addrs))
+			t.Fatalf("%d %s endpoints after 5s, want %d", len(eps), name, len(addrs))
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// newMetadata returns the client of a metadata Upstream (the one movie
+// builds, over the metadata service's own HTTP client) whose instances are
+// addrs, and the Upstream.
+func newMetadata(t *testing.T, cfg Config, addrs ...string) (*metadatahttp.Client, *Upstream) {
+	t.Helper()
+	u := newUpstream(t, "metadata", metadatahttp.NewFactory(web.NewTransport()), cfg, addrs...)
+	return metadatahttp.NewClient(u.Endpoint()), u
 }
 
 // fixedInstancer publishes a fixed set of instances. Unlike sd.FixedInstancer
@@ -101,9 +108,9 @@ func (f fixedInstancer) Stop()                       {}
 
 func TestSpreadsCallsOverInstances(t *testing.T) {
 	a, b := newBackend(t, okMetadata), newBackend(t, okMetadata)
-	g := newGateway(t, DefaultConfig(), a.addr(), b.addr())
+	c, _ := newMetadata(t, DefaultConfig(), a.addr(), b.addr())
 	for range 100 {
-		if _, err := g.Metadata(context.Background(), "1"); err != nil {
+		if _, err := c.Get(context.Background(), "1"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,9 +142,9 @@ func TestRetriesFailedAttemptsOnAnotherInstance(t *testing.T) {
 			cfg.AttemptTimeout = 100 * time.Millisecond
 			cfg.BreakerFailures = 0 // every call must go through the retry path
 			cfg.RetryRatio = 1      // and the budget, tested on its own, must not cut it short
-			g := newGateway(t, cfg, tt.sick(t), healthy.addr())
+			c, _ := newMetadata(t, cfg, tt.sick(t), healthy.addr())
 			for i := range 20 {
-				if _, err := g.Metadata(context.Background(), "1"); err != nil {
+				if _, err := c.Get(context.Background(), "1"); err != nil {
 					t.Fatalf("call %d: %v", i, err)
 				}
 			}
@@ -151,19 +158,19 @@ func TestAnswersAreNotRetried(t *testing.T) {
 		handler http.HandlerFunc
 		want    error
 	}{
-		{"404", status(404), ErrNotFound},
-		{"400", status(400), ErrBadResponse},
-		{"malformed body", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"id":`) }, ErrBadResponse},
-		{"body without title", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"id":"1"}`) }, ErrBadResponse},
+		{"404", status(404), metadata.ErrNotFound},
+		{"400", status(400), web.ErrBadResponse},
+		{"malformed body", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"id":`) }, web.ErrBadResponse},
+		{"body without title", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"id":"1"}`) }, web.ErrBadResponse},
 		{"oversized body", func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, `{"id":"1","title":"`+strings.Repeat("x", 1<<20)+`"}`)
-		}, ErrBadResponse},
+		}, web.ErrBadResponse},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBackend(t, tt.handler)
-			g := newGateway(t, DefaultConfig(), b.addr())
-			_, err := g.Metadata(context.Background(), "1")
+			c, _ := newMetadata(t, DefaultConfig(), b.addr())
+			_, err := c.Get(context.Background(), "1")
 			if !errors.Is(err, tt.want) {
 				t.Errorf("err = %v, want %v", err, tt.want)
 			}
@@ -175,26 +182,32 @@ func TestAnswersAreNotRetried(t *testing.T) {
 }
 
 func TestNoInstanceFailsFast(t *testing.T) {
-	g := newGateway(t, DefaultConfig())
-	if _, err := g.Metadata(context.Background(), "1"); !errors.Is(err, ErrUnavailable) {
+	c, u := newMetadata(t, DefaultConfig())
+	if _, err := c.Get(context.Background(), "1"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("err = %v, want ErrUnavailable", err)
 	}
-	if err := g.Ready(); err == nil {
+	if err := u.Ready(); err == nil {
 		t.Error("Ready() = nil with no instance discovered")
 	}
 }
 
-func TestCallBeforeStartIsUnavailable(t *testing.T) {
-	g := New(DefaultConfig(), func(string) (sd.Instancer, error) { return fixedInstancer(nil), nil },
-		slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	if _, err := g.Rating(context.Background(), "1"); !errors.Is(err, ErrUnavailable) {
+// TestCallBeforeWatchIsUnavailable: a service serves before it registers,
+// and movie watches its upstreams only once registered, so calls may come
+// before Watch.
+func TestCallBeforeWatchIsUnavailable(t *testing.T) {
+	u := New("metadata", metadatahttp.NewFactory(web.NewTransport()), DefaultConfig(), NewMetrics(prometheus.NewRegistry()), quietLogger())
+	defer u.Stop()
+	if _, err := metadatahttp.NewClient(u.Endpoint()).Get(context.Background(), "1"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("err = %v, want ErrUnavailable", err)
+	}
+	if err := u.Ready(); err == nil {
+		t.Error("Ready() = nil before Watch")
 	}
 }
 
 func TestEveryInstanceFailingIsUnavailable(t *testing.T) {
-	g := newGateway(t, DefaultConfig(), deadAddr(t), deadAddr(t))
-	_, err := g.Metadata(context.Background(), "1")
+	c, _ := newMetadata(t, DefaultConfig(), deadAddr(t), deadAddr(t))
+	_, err := c.Get(context.Background(), "1")
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("err = %v, want ErrUnavailable", err)
 	}
@@ -202,10 +215,10 @@ func TestEveryInstanceFailingIsUnavailable(t *testing.T) {
 
 func TestCallerDeadlineIsUnavailableNotBareDeadline(t *testing.T) {
 	slow := newBackend(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-	g := newGateway(t, DefaultConfig(), slow.addr())
+	c, _ := newMetadata(t, DefaultConfig(), slow.addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := g.Metadata(ctx, "1")
+	_, err := c.Get(ctx, "1")
 	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want ErrUnavailable wrapping context.DeadlineExceeded", err)
 	}
@@ -217,9 +230,9 @@ func TestBreakerEjectsFailingInstance(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.BreakerFailures = 3
 	cfg.BreakerCooldown = time.Hour // no trial call during the test
-	g := newGateway(t, cfg, sick.addr(), healthy.addr())
+	c, _ := newMetadata(t, cfg, sick.addr(), healthy.addr())
 	for i := range 200 {
-		if _, err := g.Metadata(context.Background(), "1"); err != nil {
+		if _, err := c.Get(context.Background(), "1"); err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
@@ -234,10 +247,10 @@ func TestRetryBudgetBoundsRetries(t *testing.T) {
 	cfg.BreakerFailures = 0
 	cfg.Backoff = 0
 	cfg.MinRetriesPerSecond = 0
-	g := newGateway(t, cfg, sick.addr())
+	c, _ := newMetadata(t, cfg, sick.addr())
 	const calls = 200
 	for range calls {
-		g.Metadata(context.Background(), "1")
+		c.Get(context.Background(), "1")
 	}
 	retries := sick.hits.Load() - calls
 	// 20% of calls plus the initial reserve (MinRetriesPerSecond, 0 here).
@@ -255,8 +268,8 @@ func TestForwardsRequestID(t *testing.T) {
 		got.Store(r.Header.Get(requestid.Header))
 		okMetadata(w, r)
 	})
-	g := newGateway(t, DefaultConfig(), b.addr())
-	if _, err := g.Metadata(requestid.NewContext(context.Background(), "req-42"), "1"); err != nil {
+	c, _ := newMetadata(t, DefaultConfig(), b.addr())
+	if _, err := c.Get(requestid.NewContext(context.Background(), "req-42"), "1"); err != nil {
 		t.Fatal(err)
 	}
 	if got.Load() != "req-42" {
@@ -269,10 +282,10 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	redirecting := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, target.URL+r.URL.RequestURI(), http.StatusFound)
 	})
-	g := newGateway(t, DefaultConfig(), redirecting.addr())
-	_, err := g.Metadata(context.Background(), "1")
-	if !errors.Is(err, ErrBadResponse) {
-		t.Errorf("err = %v, want ErrBadResponse for a 302", err)
+	c, _ := newMetadata(t, DefaultConfig(), redirecting.addr())
+	_, err := c.Get(context.Background(), "1")
+	if !errors.Is(err, web.ErrBadResponse) {
+		t.Errorf("err = %v, want web.ErrBadResponse for a 302", err)
 	}
 	if got := target.hits.Load(); got != 0 {
 		t.Errorf("redirect target hit %d times, want 0: an upstream call follows no redirect", got)
@@ -290,18 +303,18 @@ func TestCallerCancelDoesNotEjectInstance(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.BreakerFailures = 2
 	cfg.BreakerCooldown = time.Hour
-	g := newGateway(t, cfg, b.addr())
+	c, u := newMetadata(t, cfg, b.addr())
 	for range 5 {
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(10*time.Millisecond, cancel)
-		if _, err := g.Metadata(ctx, "slow"); !errors.Is(err, context.Canceled) {
+		if _, err := c.Get(ctx, "slow"); !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want one wrapping context.Canceled", err)
 		}
 	}
-	if _, err := g.Metadata(context.Background(), "1"); err != nil {
+	if _, err := c.Get(context.Background(), "1"); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.ToFloat64(g.metadata.m.ejections); n != 0 {
+	if n := testutil.ToFloat64(u.m.ejections); n != 0 {
 		t.Errorf("%v ejections after calls its caller abandoned, want 0: they say nothing about the instance", n)
 	}
 }

@@ -2,18 +2,21 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/go-kit/kit/endpoint"
 	kitlog "github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"movieexample.com/pkg/errs"
 )
 
-// metrics are the gateway's view of its upstreams.
-type metrics struct {
+// Metrics are the gateway's view of its upstreams, shared by every Upstream
+// of one process.
+type Metrics struct {
 	calls           *prometheus.CounterVec
 	duration        *prometheus.HistogramVec
 	retries         *prometheus.CounterVec
@@ -23,10 +26,11 @@ type metrics struct {
 	instances       *prometheus.GaugeVec
 }
 
-func newMetrics(r prometheus.Registerer) *metrics {
+// NewMetrics registers the upstream metrics with r, once per process.
+func NewMetrics(r prometheus.Registerer) *Metrics {
 	f := promauto.With(r)
 	const ns, sub = "movieapp", "gateway"
-	return &metrics{
+	return &Metrics{
 		calls: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_requests_total",
 			Help: "Calls to an upstream service (retries included in one call), by target and outcome (ok, not_found, bad_response, unavailable)."},
 			[]string{"target", "outcome"}),
@@ -57,7 +61,7 @@ type upstreamMetrics struct {
 	instances                              prometheus.Gauge
 }
 
-func (m *metrics) forTarget(t string) upstreamMetrics {
+func (m *Metrics) forTarget(t string) upstreamMetrics {
 	return upstreamMetrics{
 		ok:              m.calls.WithLabelValues(t, "ok"),
 		notFound:        m.calls.WithLabelValues(t, "not_found"),
@@ -72,14 +76,27 @@ func (m *metrics) forTarget(t string) upstreamMetrics {
 	}
 }
 
+// instrumenting is the endpoint middleware that counts and times every call
+// of an upstream's endpoint, by outcome.
+func instrumenting(m upstreamMetrics) endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req any) (any, error) {
+			start := time.Now()
+			resp, err := next(ctx, req)
+			m.observe(err, time.Since(start))
+			return resp, err
+		}
+	}
+}
+
 func (m upstreamMetrics) observe(err error, d time.Duration) {
 	m.duration.Observe(d.Seconds())
 	switch {
 	case err == nil:
 		m.ok.Inc()
-	case errors.Is(err, ErrNotFound):
+	case errs.KindOf(err) == errs.NotFound:
 		m.notFound.Inc()
-	case errors.Is(err, ErrBadResponse):
+	case errs.KindOf(err) == errs.BadGateway:
 		m.badResponse.Inc()
 	default:
 		m.unavailable.Inc()

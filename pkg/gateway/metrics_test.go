@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,17 +10,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/kit/sd"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"movieexample.com/internal/devconsul"
 	"movieexample.com/internal/metricstest"
+	metadatahttp "movieexample.com/metadata/httpapi"
 	"movieexample.com/pkg/discovery"
+	"movieexample.com/pkg/web"
+	"movieexample.com/rating"
+	ratinghttp "movieexample.com/rating/httpapi"
 )
 
-// consulGateway returns a started Gateway that discovers its upstreams in a
-// real Consul dev agent, the registry to add and remove instances with, and
-// the Prometheus registry holding the gateway's metrics.
-func consulGateway(t *testing.T) (*Gateway, *discovery.Consul, *prometheus.Registry) {
+// upstreams are movie's two upstreams, as movie builds them: one Metrics,
+// each Upstream over its service's own HTTP client and a discovery.Instancer.
+type upstreams struct {
+	metadata, rating *Upstream
+}
+
+// consulGateway returns the metadata and rating upstreams discovering their
+// instances in a real Consul dev agent, the registry to add and remove
+// instances with, and the Prometheus registry holding the upstreams' metrics.
+func consulGateway(t *testing.T) (upstreams, *discovery.Consul, *prometheus.Registry) {
 	t.Helper()
 	agent := devconsul.New(t)
 	client, err := agent.Client("")
@@ -29,17 +39,29 @@ func consulGateway(t *testing.T) (*Gateway, *discovery.Consul, *prometheus.Regis
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	reg := prometheus.NewRegistry()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g := New(DefaultConfig(), ConsulInstancers(ctx, client, DefaultConfig().ReregisterGrace, logger), logger, reg)
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
+	m := NewMetrics(reg)
+	logger := quietLogger()
+	rt := web.NewTransport()
+	watch := func(name string, factory sd.Factory, cfg Config) *Upstream {
+		u := New(name, factory, cfg, m, logger)
+		in := discovery.NewInstancer(ctx, client, name, discovery.DefaultGrace, logger)
+		u.Watch(in)
+		t.Cleanup(func() {
+			// Stop leaves the instancer to its creator.
+			u.Stop()
+			in.Stop()
+		})
+		return u
 	}
-	t.Cleanup(func() {
-		g.Stop()
-		cancel()
-	})
-	return g, discovery.NewConsul(client), reg
+	ratingCfg := DefaultConfig()
+	ratingCfg.FailFast = true // as movie has it
+	ups := upstreams{
+		metadata: watch("metadata", metadatahttp.NewFactory(rt), DefaultConfig()),
+		rating:   watch("rating", ratinghttp.NewFactory(rt), ratingCfg),
+	}
+	return ups, discovery.NewConsul(client), reg
 }
 
 // registerAt adds an instance of service at the address of srv.
@@ -73,7 +95,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestInstancesGaugeFollowsConsul(t *testing.T) {
-	g, consul, reg := consulGateway(t)
+	ups, consul, reg := consulGateway(t)
 	instances := func(target string) float64 {
 		v, ok := metricstest.Gather(t, reg).Value("movieapp_gateway_upstream_instances", map[string]string{"target": target})
 		if !ok {
@@ -93,8 +115,11 @@ func TestInstancesGaugeFollowsConsul(t *testing.T) {
 	if n := instances("rating"); n != 0 {
 		t.Errorf("instances{rating} = %v, want 0: none registered", n)
 	}
-	if err := g.Ready(); err == nil {
-		t.Error("Ready() = nil with no rating instance")
+	if err := ups.rating.Ready(); err == nil {
+		t.Error("rating Ready() = nil with no rating instance")
+	}
+	if err := ups.metadata.Ready(); err != nil {
+		t.Errorf("metadata Ready() = %v with two metadata instances", err)
 	}
 
 	if err := consul.Deregister(context.Background(), a.ID); err != nil {
@@ -108,7 +133,9 @@ func TestInstancesGaugeFollowsConsul(t *testing.T) {
 }
 
 func TestUpstreamCallMetrics(t *testing.T) {
-	g, consul, reg := consulGateway(t)
+	ups, consul, reg := consulGateway(t)
+	meta := metadatahttp.NewClient(ups.metadata.Endpoint())
+	rate := ratinghttp.NewClient(ups.rating.Endpoint())
 	registerAt(t, consul, "metadata", upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Query().Get("id") {
 		case "missing":
@@ -124,18 +151,18 @@ func TestUpstreamCallMetrics(t *testing.T) {
 	registerAt(t, consul, "metadata", upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", http.StatusInternalServerError)
 	}))
-	eventually(t, "both metadata instances discovered", func() bool { return g.metadata.instances.Load() == 2 })
+	eventually(t, "both metadata instances discovered", func() bool { return ups.metadata.instances.Load() == 2 })
 
 	ctx := context.Background()
 	const calls = 20
 	for range calls {
-		if _, err := g.Metadata(ctx, "1"); err != nil {
-			t.Fatalf("Metadata: %v (one healthy instance should always answer)", err)
+		if _, err := meta.Get(ctx, "1"); err != nil {
+			t.Fatalf("metadata Get: %v (one healthy instance should always answer)", err)
 		}
 	}
-	g.Metadata(ctx, "missing")
-	g.Metadata(ctx, "garbled")
-	g.Rating(ctx, "1") // no rating instance at all
+	meta.Get(ctx, "missing")
+	meta.Get(ctx, "garbled")
+	rate.Get(ctx, rating.Key{Type: rating.RecordTypeMovie, ID: "1"}) // no rating instance at all
 
 	m := metricstest.Gather(t, reg)
 	for _, tt := range []struct {

@@ -4,31 +4,23 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-kit/kit/sd"
-	"github.com/prometheus/client_golang/prometheus"
+	metadatahttp "movieexample.com/metadata/httpapi"
+	"movieexample.com/pkg/web"
+	"movieexample.com/rating"
+	ratinghttp "movieexample.com/rating/httpapi"
 )
 
-// staticInstancer publishes a fixed set of instances, each subscriber with
-// its own copy (the endpointer sorts what it receives).
-type staticInstancer []string
-
-func (s staticInstancer) Register(ch chan<- sd.Event) { ch <- sd.Event{Instances: slices.Clone(s)} }
-func (s staticInstancer) Deregister(chan<- sd.Event)  {}
-func (s staticInstancer) Stop()                       {}
-
-// TestEveryInstanceEjected ejects both instances of each upstream, then
+// TestEveryInstanceEjected ejects both instances of two upstreams, then
 // heals them: metadata, which movie cannot answer without, is tried anyway
-// and answers; rating, which movie can leave out, fails at once without a
-// call reaching an instance.
+// and answers; rating, which movie can leave out (FailFast, as movie sets
+// it), fails at once without a call reaching an instance.
 func TestEveryInstanceEjected(t *testing.T) {
 	var failing atomic.Bool
 	var hits atomic.Int64
@@ -53,19 +45,18 @@ func TestEveryInstanceEjected(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.BreakerFailures = 1
 	cfg.BreakerCooldown = time.Hour // no trial call during the test
-	reg := prometheus.NewRegistry()
-	g := New(cfg, func(string) (sd.Instancer, error) { return staticInstancer(addrs), nil },
-		slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Stop)
+	rt := web.NewTransport()
+	meta := metadatahttp.NewClient(newUpstream(t, "metadata", metadatahttp.NewFactory(rt), cfg, addrs...).Endpoint())
+	failFast := cfg
+	failFast.FailFast = true
+	rate := ratinghttp.NewClient(newUpstream(t, "rating", ratinghttp.NewFactory(rt), failFast, addrs...).Endpoint())
 	ctx := context.Background()
+	key := rating.Key{Type: rating.RecordTypeMovie, ID: "1"}
 
 	failing.Store(true)
 	for range 3 {
-		_, mErr := g.Metadata(ctx, "1")
-		_, rErr := g.Rating(ctx, "1")
+		_, mErr := meta.Get(ctx, "1")
+		_, rErr := rate.Get(ctx, key)
 		if !errors.Is(mErr, ErrUnavailable) || !errors.Is(rErr, ErrUnavailable) {
 			t.Fatalf("with every instance failing: errors %v and %v, want ErrUnavailable", mErr, rErr)
 		}
@@ -73,13 +64,13 @@ func TestEveryInstanceEjected(t *testing.T) {
 	failing.Store(false)
 
 	before := hits.Load()
-	if _, err := g.Rating(ctx, "1"); !errors.Is(err, ErrUnavailable) {
+	if _, err := rate.Get(ctx, key); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("rating with every instance ejected: err = %v, want ErrUnavailable", err)
 	}
 	if got := hits.Load() - before; got != 0 {
 		t.Errorf("rating with every instance ejected reached an instance %d times, want 0", got)
 	}
-	if _, err := g.Metadata(ctx, "1"); err != nil {
+	if _, err := meta.Get(ctx, "1"); err != nil {
 		t.Errorf("metadata with every instance ejected but healed: err = %v, want an answer", err)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -19,7 +18,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -146,20 +144,18 @@ func DefaultPath(service string) (string, error) {
 	return filepath.Join(dir, "movieapp", service+".db"), nil
 }
 
-// AddFlag adds -database-url to fs (server.Parse fills it from DATABASE_URL
-// when the flag is not given) and returns its value, to pass to ParseURL.
-// The default is the SQLite file at DefaultPath(service); a test binary
-// defaults to "memory" instead, so that no test writes to a user's data by
-// accident (a test that wants a file passes sqlite: with a temporary path).
-func AddFlag(fs *flag.FlagSet, service string) *string {
-	def := "memory"
-	if !testing.Testing() {
-		def = ""
-		if p, err := DefaultPath(service); err == nil {
-			def = "sqlite:" + p
-		}
+// URLUsage describes a database URL, for the -database-url flag.
+const URLUsage = "where the data lives: postgres://USER:PASSWORD@HOST/DB, sqlite:PATH or memory"
+
+// DefaultURL returns the URL of the SQLite file at DefaultPath(service),
+// the default of -database-url, or "" where there is no home directory
+// (ParseURL then says how to choose one).
+func DefaultURL(service string) string {
+	p, err := DefaultPath(service)
+	if err != nil {
+		return ""
 	}
-	return fs.String("database-url", def, "where the data lives: postgres://USER:PASSWORD@HOST/DB, sqlite:PATH or memory")
+	return "sqlite:" + p
 }
 
 // DB is an open database: for SQLite, one connection that writes and a pool
@@ -278,17 +274,13 @@ func (db *DB) Close() error {
 	return errors.Join(db.Read.Close(), db.Write.Close())
 }
 
-// OpenRepository opens the store rawURL names (see ParseURL) and returns the
-// repository a service keeps its data in: memory() for "memory", else
-// newSQL over the opened database, which creates or migrates the service's
-// tables. The caller calls closeRepo once the service has stopped. Errors
-// name the store with its password masked; they are meant to end the start.
-func OpenRepository[R any](ctx context.Context, rawURL string, logger *slog.Logger,
+// OpenRepository opens the store c describes and returns the repository a
+// service keeps its data in: memory() for Kind Memory, else newSQL over the
+// opened database, which creates or migrates the service's tables. The
+// caller calls closeRepo once the service has stopped. Errors name the store
+// with its password masked; they are meant to end the start.
+func OpenRepository[R any](ctx context.Context, c Config, logger *slog.Logger,
 	memory func() R, newSQL func(context.Context, *DB) (R, error)) (repo R, closeRepo func() error, err error) {
-	c, err := ParseURL(rawURL)
-	if err != nil {
-		return repo, nil, err
-	}
 	if c.Kind == Memory {
 		logger.Info("store: in memory; writes stay in this instance and are lost when it stops")
 		return memory(), func() error { return nil }, nil

@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"movieexample.com/internal/storetest"
-	"movieexample.com/pkg/server"
 	"movieexample.com/pkg/store"
 )
 
@@ -103,27 +102,28 @@ func TestDefaultPath(t *testing.T) {
 	})
 }
 
-// TestFlag checks the contract with pkg/server: -database-url, filled from
-// DATABASE_URL, and "memory" by default inside a test binary.
-func TestFlag(t *testing.T) {
-	parse := func(args []string, env map[string]string) string {
-		var cfg server.Config
-		fs := server.NewFlagSet("rating", 0, &cfg)
-		u := store.AddFlag(fs, "rating")
-		if err := server.Parse(fs, &cfg, args, func(k string) string { return env[k] }); err != nil {
-			t.Fatal(err)
+func TestDefaultURL(t *testing.T) {
+	t.Run("XDG_DATA_HOME", func(t *testing.T) {
+		t.Setenv("XDG_DATA_HOME", "/srv/data")
+		got := store.DefaultURL("rating")
+		if want := "sqlite:" + filepath.Join("/srv/data", "movieapp", "rating.db"); got != want {
+			t.Fatalf("DefaultURL = %q, want %q", got, want)
 		}
-		return *u
+		c, err := store.ParseURL(got)
+		if err != nil || c.Kind != store.SQLite || c.Path != filepath.Join("/srv/data", "movieapp", "rating.db") {
+			t.Errorf("ParseURL(DefaultURL) = %+v, %v; want the SQLite file at DefaultPath", c, err)
+		}
+	})
+	if runtime.GOOS != "linux" {
+		return
 	}
-	if got := parse(nil, nil); got != "memory" {
-		t.Errorf("default in a test binary = %q, want memory", got)
-	}
-	if got := parse(nil, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db"}); got != "sqlite:/tmp/x.db" {
-		t.Errorf("from DATABASE_URL = %q", got)
-	}
-	if got := parse([]string{"-database-url", "memory"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db"}); got != "memory" {
-		t.Errorf("flag over DATABASE_URL = %q, want memory", got)
-	}
+	t.Run("no home", func(t *testing.T) {
+		t.Setenv("XDG_DATA_HOME", "")
+		t.Setenv("HOME", "")
+		if got := store.DefaultURL("rating"); got != "" {
+			t.Errorf("DefaultURL with no home = %q, want \"\"", got)
+		}
+	})
 }
 
 func TestOpenSQLite(t *testing.T) {

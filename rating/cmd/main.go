@@ -4,39 +4,34 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
+	"net/http"
 
-	"movieexample.com/pkg/server"
+	"movieexample.com/pkg/instance"
 	"movieexample.com/pkg/store"
+	"movieexample.com/pkg/storeapp"
 	"movieexample.com/rating"
+	"movieexample.com/rating/httpapi"
+	"movieexample.com/rating/sqlstore"
 )
 
-func main() { server.Main("rating", run) }
+func main() { instance.Main("rating", run) }
+
+// service is the rating service as storeapp runs it: its repositories,
+// and its routes over the service and its endpoints.
+var service = storeapp.Service[rating.Repository]{
+	Name:        "rating",
+	DefaultPort: 8082,
+	Memory:      func() rating.Repository { return rating.NewMemory(rating.Seed) },
+	SQL: func(ctx context.Context, db *store.DB) (rating.Repository, error) {
+		return sqlstore.New(ctx, db)
+	},
+	Routes: func(repo rating.Repository, logger *slog.Logger) *http.ServeMux {
+		return httpapi.NewHTTPHandler(rating.MakeEndpoints(rating.NewService(repo)), logger)
+	},
+}
 
 // run starts the service and blocks until ctx ends; tests call it directly.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	var cfg server.Config
-	fs := server.NewFlagSet("rating", 8082, &cfg)
-	databaseURL := store.AddFlag(fs, "rating")
-	logger, err := server.Load(fs, &cfg, args, getenv, stderr)
-	if err != nil {
-		return err
-	}
-	if cfg.HealthCheck { // a probe of a running instance opens no store
-		return server.Probe(ctx, cfg.Port)
-	}
-	repo, closeRepo, err := store.OpenRepository(ctx, *databaseURL, logger,
-		func() rating.Repository { return rating.NewMemory(rating.Seed) },
-		func(ctx context.Context, db *store.DB) (rating.Repository, error) { return rating.NewSQL(ctx, db) })
-	if err != nil {
-		return err
-	}
-	// After Run: the server has shut down, so no request uses the store.
-	defer closeRepo()
-	svc := rating.NewService(repo)
-	return server.Run(ctx, server.App{
-		Config:  cfg,
-		Logger:  logger,
-		Routes:  rating.NewHTTPHandler(rating.MakeEndpoints(svc), logger),
-		Metrics: server.NewMetricsRegistry(),
-	})
+	return storeapp.Run(ctx, service, args, getenv, stderr)
 }

@@ -244,5 +244,6 @@ func TestStoreFailsStart(t *testing.T) {
 		if err == nil {
 			t.Errorf("run with -database-url %s: no error", dbURL)
 		}
+		t.Logf("run with -database-url %s: %v", dbURL, err)
 	}
 }

@@ -1,0 +1,248 @@
+// Package instance runs one movieapp service instance from start to stop:
+// it binds the listener, serves the service's routes with the operational
+// ones (pkg/ops) behind the middleware every request goes through, registers
+// the instance in Consul, and on SIGTERM deregisters, drains and shuts down,
+// in the order that loses no request. Config holds the settings every
+// instance shares.
+package instance
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"movieexample.com/pkg/discovery"
+	"movieexample.com/pkg/httpmetrics"
+	"movieexample.com/pkg/ops"
+	"movieexample.com/pkg/requestid"
+	"movieexample.com/pkg/web"
+)
+
+// Server timeouts. A slow client holds a connection for at most these; the
+// write timeout leaves room for the gateway's own upstream deadline.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 10 * time.Second
+	WriteTimeout      = 15 * time.Second
+	IdleTimeout       = 60 * time.Second
+	MaxHeaderBytes    = 16 << 10
+)
+
+// App is one service instance for Run to serve.
+type App struct {
+	Config   Config
+	Logger   *slog.Logger
+	Registry discovery.Registry // where the instance registers
+	// Routes are the service's routes, on a mux from web.NewMux. Run adds
+	// the operational routes to the same mux, so that a request is routed
+	// once: a second mux in front would send every service path through
+	// its catch-all, which costs allocations per request.
+	Routes  *http.ServeMux
+	Metrics *prometheus.Registry // served on /metrics; see ops.NewRegistry
+
+	// Start, if set, runs once the instance is registered, so the registry
+	// is known to answer (movie starts discovery here). An error stops Run.
+	Start func(ctx context.Context) error
+	// Ready, if set, says why the instance cannot serve yet beyond its own
+	// registration (movie: an upstream with no discovered instance).
+	Ready func() error
+	// Stop, if set, runs after the HTTP server has shut down.
+	Stop func()
+}
+
+// Main is the whole of a service's main function: it runs run with a
+// context that ends on SIGINT or SIGTERM, and exits 1 with the error if run
+// fails (0 for -h).
+func Main(service string, run func(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", service, err)
+		os.Exit(1)
+	}
+}
+
+// Run serves app until ctx ends, then shuts down in the order that loses no
+// request: deregister (so gateways stop choosing this instance), keep serving
+// for Config.Drain while they notice, then shut the HTTP server down within
+// Config.ShutdownTimeout. It returns nil after a clean shutdown and an error
+// if the instance could not start (port taken, Consul unreachable until the
+// start timeout, Consul token lacking permission) or its server failed.
+func Run(ctx context.Context, app App) error {
+	ln, inst, err := listen(app.Config)
+	if err != nil {
+		return err
+	}
+	s := &server{app: app}
+	s.http = s.newHTTPServer()
+	// Serve before registering: /health answers while Consul is still
+	// being waited for, and /ready says why the instance is not ready.
+	s.serve(ln)
+	app.Logger.Info("listening", "addr", ln.Addr().String(), "advertise", inst.Addr())
+
+	reg, err := s.register(ctx, inst)
+	if err != nil || reg == nil {
+		return err
+	}
+	var failed error
+	select {
+	case <-ctx.Done():
+		app.Logger.Info("signal received; shutting down")
+	case failed = <-s.serveErr:
+		app.Logger.Error("server failed", "err", failed)
+	}
+	s.drainAndStop(ctx, reg, failed == nil)
+	return failed
+}
+
+// listen binds the configured address and returns the instance to register
+// for it.
+func listen(cfg Config) (net.Listener, discovery.Instance, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return nil, discovery.Instance{}, fmt.Errorf("listen: %w", err)
+	}
+	host, port, err := discovery.Advertise(cfg.Host, cfg.AdvertiseAddr, ln.Addr().(*net.TCPAddr).Port)
+	if err != nil {
+		ln.Close()
+		return nil, discovery.Instance{}, err
+	}
+	return ln, discovery.Instance{ID: cfg.InstanceID, Service: cfg.Service, Host: host, Port: port}, nil
+}
+
+// server is one Run's HTTP server and the state its readiness reads.
+type server struct {
+	app      App
+	http     *http.Server
+	serving  sync.WaitGroup
+	serveErr chan error
+
+	reg      atomic.Pointer[discovery.Registration]
+	draining atomic.Bool
+}
+
+// ready says why the instance cannot serve, or nil.
+func (s *server) ready() error {
+	switch r := s.reg.Load(); {
+	case s.draining.Load():
+		return errors.New("shutting down")
+	case r == nil || !r.Registered():
+		return errors.New("not registered in Consul")
+	case s.app.Ready != nil:
+		return s.app.Ready()
+	}
+	return nil
+}
+
+// newHTTPServer adds the operational routes to the service's and wraps them
+// in the middleware every request goes through: the request ID, then the
+// metrics and access log, then panic recovery, so that the 500 a panic turns
+// into is counted and logged like any other answer.
+func (s *server) newHTTPServer() *http.Server {
+	app := s.app
+	mux := app.Routes
+	if mux == nil {
+		mux = web.NewMux()
+	}
+	ops.Routes(mux, s.ready, app.Metrics, app.Config.Pprof)
+	h := web.RecoverPanics(app.Logger, mux)
+	h = httpmetrics.New(app.Metrics).Handler(app.Config.AccessLog, app.Logger, h)
+	return &http.Server{
+		Handler:           requestid.Middleware(h),
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(app.Logger.Handler(), slog.LevelWarn),
+	}
+}
+
+func (s *server) serve(ln net.Listener) {
+	s.serveErr = make(chan error, 1)
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.serveErr <- err
+		}
+	}()
+}
+
+// register registers inst and runs app.Start. On failure it shuts the
+// server down first, so no goroutine outlives Run, and returns nil if ctx
+// ended meanwhile (a stop before the start finished is no error).
+func (s *server) register(ctx context.Context, inst discovery.Instance) (*discovery.Registration, error) {
+	cfg, logger := s.app.Config, s.app.Logger
+	r, err := discovery.Register(ctx, s.app.Registry, inst, cfg.Discovery, logger, discovery.NewMetrics(s.app.Metrics))
+	if err != nil {
+		_ = s.shutdown(ctx)
+		if ctx.Err() != nil {
+			logger.Info("stopped before registering")
+			return nil, nil
+		}
+		if errors.Is(err, discovery.ErrPermissionDenied) {
+			return nil, fmt.Errorf("the Consul token lacks permission to register %s: it needs service:write on %q "+
+				"(pass the token in CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE): %w", cfg.Service, cfg.Service, err)
+		}
+		return nil, fmt.Errorf("register in Consul at %s: %w", cfg.ConsulAddr, err)
+	}
+	s.reg.Store(r)
+	if s.app.Start != nil {
+		if err := s.app.Start(ctx); err != nil {
+			_ = r.Close(context.WithoutCancel(ctx))
+			_ = s.shutdown(ctx)
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// drainAndStop deregisters, keeps serving for Config.Drain when drain is
+// set (not after the server failed), then shuts the server down.
+func (s *server) drainAndStop(ctx context.Context, reg *discovery.Registration, drain bool) {
+	s.draining.Store(true)
+	start := time.Now()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	if err := reg.Close(dctx); err != nil {
+		// Consul will reap the instance after its TTL and
+		// DeregisterCriticalServiceAfter: log and carry on shutting down.
+		s.app.Logger.Warn("deregister failed", "err", err)
+	}
+	cancel()
+	if drain {
+		time.Sleep(s.app.Config.Drain)
+	}
+	if err := s.shutdown(ctx); err != nil {
+		s.app.Logger.Warn("shutdown deadline passed with requests in flight", "err", err)
+	}
+	s.app.Logger.Info("stopped", "shutdown_took", time.Since(start).Round(time.Millisecond).String())
+}
+
+// shutdown closes the server within Config.ShutdownTimeout, waits for Serve
+// to return, then runs app.Stop; every path out of Run goes through it.
+func (s *server) shutdown(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.app.Config.ShutdownTimeout)
+	defer cancel()
+	err := s.http.Shutdown(sctx)
+	s.serving.Wait()
+	if s.app.Stop != nil {
+		s.app.Stop()
+	}
+	return err
+}
