@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -193,13 +192,6 @@ func (p *Process) Logs() string { return p.logs.String() }
 // LogLines returns the lines logged after the first from, so a caller
 // following a long-running process reads each line once.
 func (p *Process) LogLines(from int) []string { return p.logs.since(from) }
-
-// Port returns the port the process listens on.
-func (p *Process) Port() int {
-	_, port, _ := strings.Cut(p.Addr, ":")
-	n, _ := strconv.Atoi(port)
-	return n
-}
 
 // lineBuffer collects log lines from the reader goroutine for readers on
 // other goroutines.

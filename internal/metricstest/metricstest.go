@@ -74,29 +74,6 @@ func (f Families) Value(name string, labels map[string]string) (v float64, ok bo
 	return 0, false
 }
 
-// Sum adds up the values (as Value reads them) of family name's series that
-// have every label in match.
-func (f Families) Sum(name string, match map[string]string) float64 {
-	mf := f[name]
-	if mf == nil {
-		return 0
-	}
-	total := 0.0
-	for _, m := range mf.GetMetric() {
-		got := labelMap(m)
-		ok := true
-		for k, v := range match {
-			if got[k] != v {
-				ok = false
-			}
-		}
-		if ok {
-			total += value(m)
-		}
-	}
-	return total
-}
-
 // LabelNames returns the sorted label names of family name's series.
 func (f Families) LabelNames(name string) []string {
 	set := map[string]bool{}
