@@ -23,6 +23,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"movieexample.com/pkg/backoff"
 )
 
 // Errors returned by ParseURL and Open.
@@ -237,12 +239,29 @@ func openSQLite(ctx context.Context, c Config) (*DB, error) {
 	db := &DB{Kind: SQLite, Write: write, Read: read}
 	// The writer first: it creates the file and turns WAL on.
 	for _, p := range []*sql.DB{write, read} {
-		if err := p.PingContext(ctx); err != nil {
+		if err := pingSQLite(ctx, p); err != nil {
 			db.Close()
 			return nil, err
 		}
 	}
 	return db, nil
+}
+
+// pingSQLite opens p's first connection, trying again while the file is
+// busy. Instances opening a new file at once race to switch it to WAL,
+// which needs the file to themselves: the losers can be answered
+// SQLITE_BUSY at once rather than after the busy timeout (seen about once
+// in a hundred runs of six instances starting together).
+func pingSQLite(ctx context.Context, p *sql.DB) error {
+	for {
+		err := p.PingContext(ctx)
+		if err == nil || !Unavailable(err) {
+			return err
+		}
+		if backoff.Sleep(ctx, backoff.Jitter(10*time.Millisecond)) != nil {
+			return err
+		}
+	}
 }
 
 func openPostgres(ctx context.Context, c Config) (*DB, error) {
