@@ -49,8 +49,9 @@ func New(k Kind, msg string) error { return &kindError{kind: k, msg: msg} }
 // KindOf returns the kind of the first error in err's chain that has one,
 // and Internal if none has (or err is nil).
 func KindOf(err error) Kind {
-	var ke *kindError
-	if errors.As(err, &ke) {
+	// AsType, not As: As would move its target to the heap, an allocation
+	// on every failed upstream call, which the gateway classifies by kind.
+	if ke, ok := errors.AsType[*kindError](err); ok {
 		return ke.kind
 	}
 	return Internal

@@ -54,3 +54,12 @@ func TestNew(t *testing.T) {
 		t.Errorf("ErrInvalid = %q, want %q", got, want)
 	}
 }
+
+// TestKindOfDoesNotAllocate guards the gateway's hot path: every failed
+// upstream call is classified by kind, several times.
+func TestKindOfDoesNotAllocate(t *testing.T) {
+	err := fmt.Errorf("get: %w", errs.New(errs.NotFound, "gone"))
+	if got := testing.AllocsPerRun(100, func() { _ = errs.KindOf(err) }); got != 0 {
+		t.Errorf("KindOf allocates %v times per call, want 0", got)
+	}
+}

@@ -91,12 +91,14 @@ func instrumenting(m upstreamMetrics) endpoint.Middleware {
 
 func (m upstreamMetrics) observe(err error, d time.Duration) {
 	m.duration.Observe(d.Seconds())
-	switch {
-	case err == nil:
+	if err == nil {
 		m.ok.Inc()
-	case errs.KindOf(err) == errs.NotFound:
+		return
+	}
+	switch errs.KindOf(err) {
+	case errs.NotFound:
 		m.notFound.Inc()
-	case errs.KindOf(err) == errs.BadGateway:
+	case errs.BadGateway:
 		m.badResponse.Inc()
 	default:
 		m.unavailable.Inc()
