@@ -100,6 +100,22 @@ func cmp(layer string) string {
 	return layer
 }
 
+// TestConsulStaysInDiscovery checks that pkg/discovery is everything
+// movieapp does with Consul: no other package of the services imports
+// consul/api (the harnesses and test support may).
+func TestConsulStaysInDiscovery(t *testing.T) {
+	for pkg, deps := range imports(t) {
+		if layer(pkg) == "" || pkg == module+"/pkg/discovery" {
+			continue
+		}
+		for _, dep := range deps {
+			if strings.HasPrefix(dep, "github.com/hashicorp/consul") {
+				t.Errorf("%s imports %s: only pkg/discovery talks to Consul", pkg, dep)
+			}
+		}
+	}
+}
+
 // TestDomainPackagesStayPure checks that importing a domain type (as a
 // caller of the service does) links no transport, registry, metrics or
 // store: the domain packages' whole dependency trees hold none of them.

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	consul "github.com/hashicorp/consul/api"
-
 	mdhttp "movieexample.com/metadata/httpapi"
 	"movieexample.com/movie"
 	"movieexample.com/movie/httpapi"
@@ -50,7 +48,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&gw.BreakerFailures, "breaker-failures", gw.BreakerFailures, "consecutive failures that eject an instance (0 disables the breaker)")
 	fs.DurationVar(&gw.BreakerCooldown, "breaker-cooldown", gw.BreakerCooldown, "how long an ejected instance is skipped before a trial call")
 	fs.DurationVar(&cfg.ReregisterGrace, "reregister-grace", cfg.ReregisterGrace, "after Consul comes back, how long its answers may add upstream instances but not remove them (0 trusts its first answer)")
-	if err := cfg.Parse(fs, args, getenv); err != nil || cfg.HealthCheck {
+	if err := cfg.Parse(fs, args, getenv); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Gateway.Check()
@@ -76,7 +74,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.HealthCheck {
 		return ops.Probe(ctx, cfg.Port)
 	}
-	logger, client, err := instance.Setup(cfg.Config, cfg, stderr)
+	logger, err := instance.Logger(cfg.Config, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	client, err := discovery.NewClient(cfg.ConsulAddr)
 	if err != nil {
 		return err
 	}
@@ -93,7 +95,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	rt := gateway.New("rating", rthttp.NewFactory(web.NewTransport()), ratingCfg, gm, logger)
 	svc := movie.NewService(mdhttp.NewClient(md.Endpoint()), movie.LogRatingFailures(rthttp.NewClient(rt.Endpoint()), logger))
 
-	w := &watch{client: client, grace: cfg.ReregisterGrace, logger: logger}
+	w := &watch{newInstancer: func(ctx context.Context, service string) *discovery.Instancer {
+		return discovery.NewInstancer(ctx, client, service, cfg.ReregisterGrace, logger)
+	}}
 	return instance.Run(ctx, instance.App{
 		Config:   cfg.Config,
 		Logger:   logger,
@@ -113,9 +117,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 // watch feeds each upstream the instances Consul lists for it.
 type watch struct {
-	client *consul.Client
-	grace  time.Duration
-	logger *slog.Logger
+	newInstancer func(ctx context.Context, service string) *discovery.Instancer
 
 	upstreams  []*gateway.Upstream
 	instancers []*discovery.Instancer
@@ -126,7 +128,7 @@ type watch struct {
 // instances until stop, after the server has shut down.
 func (w *watch) start(ctx context.Context, upstreams map[string]*gateway.Upstream) {
 	for service, u := range upstreams {
-		in := discovery.NewInstancer(context.WithoutCancel(ctx), w.client, service, w.grace, w.logger)
+		in := w.newInstancer(context.WithoutCancel(ctx), service)
 		u.Watch(in)
 		w.upstreams = append(w.upstreams, u)
 		w.instancers = append(w.instancers, in)

@@ -13,6 +13,25 @@ import (
 	consul "github.com/hashicorp/consul/api"
 )
 
+// NewClient returns the consul/api client a process uses for everything it
+// asks Consul, for the agent at addr (host:port). Starting from
+// consul.DefaultConfig keeps CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE,
+// CONSUL_CACERT, CONSUL_CLIENT_CERT and the other standard variables
+// working.
+func NewClient(addr string) (*consul.Client, error) {
+	cc := consul.DefaultConfig()
+	cc.Address = addr
+	client, err := consul.NewClient(cc)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", addr, err)
+	}
+	return client, nil
+}
+
+// AddrEnv is the environment variable consul/api reads the agent's
+// address from, and so the one movieapp's -consul-addr falls back to.
+const AddrEnv = consul.HTTPAddrEnvName
+
 // Consul is a Registry backed by a Consul agent's HTTP API.
 type Consul struct {
 	client *consul.Client
@@ -88,16 +107,26 @@ func entryAddr(e *consul.ServiceEntry) string {
 	return net.JoinHostPort(host, strconv.Itoa(e.Service.Port))
 }
 
-// consulError converts Consul's HTTP status errors into this package's
-// errors so callers never match on consul/api types.
+// permissionError converts Consul's 403 into ErrPermissionDenied, so
+// callers never match on consul/api types.
+func permissionError(err error) error {
+	if se, ok := errors.AsType[consul.StatusError](err); ok && se.Code == http.StatusForbidden {
+		return fmt.Errorf("%w: %s", ErrPermissionDenied, strings.TrimSpace(se.Body))
+	}
+	return err
+}
+
+// consulError converts the agent's answers to a registration call into this
+// package's errors: a 403 as permissionError does, and an instance or check
+// the agent does not know into ErrNotRegistered.
 func consulError(err error) error {
-	var se consul.StatusError
-	if !errors.As(err, &se) {
+	se, ok := errors.AsType[consul.StatusError](err)
+	if !ok {
 		return err
 	}
 	switch {
 	case se.Code == http.StatusForbidden:
-		return fmt.Errorf("%w: %s", ErrPermissionDenied, strings.TrimSpace(se.Body))
+		return permissionError(err)
 	case se.Code == http.StatusNotFound,
 		// Older agents answer a TTL update for a check they do not know
 		// with a 500 rather than a 404.

@@ -173,7 +173,7 @@ func (w *Instancer) query(ctx context.Context, index uint64, wait time.Duration)
 	q := (&consul.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
 	entries, meta, err := w.health.Service(w.service, "", true, q)
 	if err != nil {
-		return nil, 0, fmt.Errorf("watch %s instances: %w", w.service, consulError(err))
+		return nil, 0, fmt.Errorf("watch %s instances: %w", w.service, permissionError(err))
 	}
 	if len(entries) == 0 && meta.ResultsFilteredByACLs {
 		// Consul answers a token lacking service:read or node:read with a

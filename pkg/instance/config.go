@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	consul "github.com/hashicorp/consul/api"
-
 	"movieexample.com/pkg/discovery"
 	"movieexample.com/pkg/flagenv"
 	"movieexample.com/pkg/logging"
@@ -45,13 +43,13 @@ type Config struct {
 
 // EnvNames maps the shared flags to the environment variables read when the
 // flag is not given (see flagenv.Parse); every other flag reads its name in
-// upper-case snake form. CONSUL_HTTP_ADDR is the name consul/api itself
-// reads; -healthcheck has no variable, since a probe is run by hand.
+// upper-case snake form. CONSUL_HTTP_ADDR (discovery.AddrEnv) is the name
+// consul/api itself reads; -healthcheck has no variable, since a probe is run by hand.
 var EnvNames = map[string]string{
 	"host":               "HOST",
 	"port":               "PORT",
 	"advertise-addr":     "ADVERTISE_ADDR",
-	"consul-addr":        consul.HTTPAddrEnvName,
+	"consul-addr":        discovery.AddrEnv,
 	"ttl":                "HEARTBEAT_TTL",
 	"heartbeat-interval": "HEARTBEAT_INTERVAL",
 	"deregister-after":   "DEREGISTER_AFTER",
@@ -154,23 +152,15 @@ func (c Config) Attrs() []slog.Attr {
 	}
 }
 
-// Setup is what every binary does first once configured: it builds the
-// logger c asks for, writing to stderr with the service name and instance ID
-// on every line, logs the binary's whole configuration all once, and returns
-// the process's one consul/api client, for ConsulAddr. Starting the client
-// from consul.DefaultConfig keeps CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE,
-// CONSUL_CACERT, CONSUL_CLIENT_CERT and the other standard variables working.
-func Setup(c Config, all slog.LogValuer, stderr io.Writer) (*slog.Logger, *consul.Client, error) {
+// Logger builds the logger c asks for, writing to stderr with the service
+// name and instance ID on every line, and logs the binary's whole
+// configuration all with it, once: what every binary does first once
+// configured.
+func Logger(c Config, all slog.LogValuer, stderr io.Writer) (*slog.Logger, error) {
 	logger, err := logging.New(stderr, c.LogFormat, c.LogLevel, "service", c.Service, "instance_id", c.InstanceID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	logger.Info("starting", "config", all)
-	cc := consul.DefaultConfig()
-	cc.Address = c.ConsulAddr
-	client, err := consul.NewClient(cc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("consul client for %s: %w", c.ConsulAddr, err)
-	}
-	return logger, client, nil
+	return logger, nil
 }

@@ -46,7 +46,7 @@ const (
 type App struct {
 	Config   Config
 	Logger   *slog.Logger
-	Registry discovery.Registry // where the instance registers
+	Registry discovery.Registry // where the instance registers; required
 	// Routes are the service's routes, on a mux from web.NewMux. Run adds
 	// the operational routes to the same mux, so that a request is routed
 	// once: a second mux in front would send every service path through
@@ -156,9 +156,6 @@ func (s *server) ready() error {
 func (s *server) newHTTPServer() *http.Server {
 	app := s.app
 	mux := app.Routes
-	if mux == nil {
-		mux = web.NewMux()
-	}
 	ops.Routes(mux, s.ready, app.Metrics, app.Config.Pprof)
 	h := web.RecoverPanics(app.Logger, mux)
 	h = httpmetrics.New(app.Metrics).Handler(app.Config.AccessLog, app.Logger, h)

@@ -133,7 +133,11 @@ func runTestServer(t *testing.T, agent *devconsul.Agent) (cfg Config, addr strin
 			t.Logf("instance log:\n%s", logs)
 		}
 	})
-	logger, client, err := Setup(cfg, configLog{cfg}, logs)
+	logger, err := Logger(cfg, configLog{cfg}, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := discovery.NewClient(cfg.ConsulAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +277,11 @@ func TestRunServesRegistersAndDeregisters(t *testing.T) {
 func TestRunFailsClearlyWithoutConsul(t *testing.T) {
 	dead := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	cfg := parseConfig(t, "rating", "-host", "127.0.0.1", "-port", "0", "-consul-addr", dead, "-start-timeout", "500ms")
-	logger, client, err := Setup(cfg, configLog{cfg}, io.Discard)
+	logger, err := Logger(cfg, configLog{cfg}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := discovery.NewClient(cfg.ConsulAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,11 @@ func startServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	logs := &logBuffer{}
-	logger, client, err := instance.Setup(cfg, configLog{cfg}, logs)
+	logger, err := instance.Logger(cfg, configLog{cfg}, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := discovery.NewClient(cfg.ConsulAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

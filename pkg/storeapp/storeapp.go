@@ -66,7 +66,11 @@ func Run[R any](ctx context.Context, svc Service[R], args []string, getenv func(
 	if cfg.HealthCheck {
 		return ops.Probe(ctx, cfg.Port)
 	}
-	logger, consul, err := instance.Setup(cfg.Config, cfg, stderr)
+	logger, err := instance.Logger(cfg.Config, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	consul, err := discovery.NewClient(cfg.ConsulAddr)
 	if err != nil {
 		return err
 	}
