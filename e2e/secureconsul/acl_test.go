@@ -217,7 +217,9 @@ func runToExit(t *testing.T, service, consulAddr string, environ []string, extra
 	defer cancel()
 	args := append([]string{"-host", "127.0.0.1", "-port", "0", "-consul-addr", consulAddr, "-log-format", "json"}, extra...)
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, service), args...)
-	cmd.Env = append(os.Environ(), environ...)
+	// DATABASE_URL=memory: a test never opens the user's own database
+	// (the services default to a SQLite file in the user's data directory).
+	cmd.Env = append(append(os.Environ(), "DATABASE_URL=memory"), environ...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
