@@ -1,6 +1,8 @@
 # movieapp: `make run` starts Consul and one instance of each service;
 # `make test` runs every test under the race detector against a real Consul;
-# `make images` builds the container images from binaries built here.
+# `make images` builds the container images from binaries built here;
+# `make up` / `make down` run them with docker-compose; `make help` lists
+# every target.
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
@@ -9,9 +11,22 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all build test test-postgres bench-store bench bench-smoke fuzz chaos lint run consul consul-bin prometheus-bin prometheus prometheus-image clean
+.PHONY: all help build test test-postgres bench-store bench bench-smoke fuzz chaos lint run up down consul consul-bin prometheus-bin prometheus prometheus-image clean
 
 all: build
+
+## help: this list: every target and what it does (`make` alone is `make build`)
+# Every "## target: text" comment, with the "## ..." lines right after it
+# as continuation lines, in the Makefile's order.
+help:
+	@awk ' \
+	  /^## [a-z][a-z0-9_-]*:/ { n++; name[n] = substr($$2, 1, length($$2) - 1); sub(/^## [^:]*: */, ""); text[n] = $$0; \
+	    if (length(name[n]) > w) w = length(name[n]); more = 1; next } \
+	  more && /^##/ { sub(/^## */, ""); text[n] = text[n] "\n" $$0; next } \
+	  { more = 0 } \
+	  END { print "usage: make [TARGET] [VAR=value...]; targets:"; fmt = "  %-" w "s  %s\n"; \
+	    for (i = 1; i <= n; i++) { k = split(text[i], line, "\n"); printf fmt, name[i], line[1]; \
+	      for (j = 2; j <= k; j++) printf fmt, "", line[j] } }' $(firstword $(MAKEFILE_LIST))
 
 ## build: build the three service binaries into bin/
 build:
@@ -107,24 +122,42 @@ lint:
 consul: $(CONSUL)
 	$(CONSUL) agent -dev -client 127.0.0.1 -bind 127.0.0.1
 
-## run: Consul plus one instance of each service in the foreground; Ctrl-C stops them all cleanly
+## run: Consul plus one instance of each service in the foreground, the services started once Consul
+## has a leader; Ctrl-C stops them all cleanly. Data in $XDG_DATA_HOME/movieapp (~/.local/share/movieapp)
 run: $(CONSUL) build
 	scripts/run.sh
 
+## up: docker-compose.yml's stack in the background: the official Consul and Prometheus images if they
+## can be pulled, else images built here (make images), said in one line; waits until movie is ready.
+## UP_FLAGS adds flags, e.g. UP_FLAGS='--scale rating=3'. A failed up removes what it created
+# MAKE exported rather than written in the recipe: a recipe naming $(MAKE)
+# runs even under `make -n`.
+up: export MAKE := $(MAKE)
+up:
+	MOVIEAPP_TAG='$(MOVIEAPP_TAG)' scripts/stack.sh up $(UP_FLAGS)
+
+## down: stop what `make up` started and remove its containers and network; the volumes (data) stay
+down:
+	scripts/stack.sh down
+
 ## images: the three service images, a Consul and a Prometheus image, from binaries built on this
-## machine; pulls nothing (then: CONSUL_IMAGE=movieapp/consul PROMETHEUS_IMAGE=movieapp/prometheus docker-compose up)
+## machine; pulls nothing. The first time builds bin/consul and bin/prometheus (several minutes).
+## Then: make up, or CONSUL_IMAGE=movieapp/consul PROMETHEUS_IMAGE=movieapp/prometheus docker-compose up
 MOVIEAPP_TAG ?= latest
 VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-.PHONY: images
-images: docker/consul/consul docker/prometheus/prometheus
+.PHONY: images service-images
+images: service-images docker/consul/consul docker/prometheus/prometheus
+	docker build -t movieapp/consul:$(MOVIEAPP_TAG) docker/consul
+	docker build -t movieapp/prometheus:$(MOVIEAPP_TAG) docker/prometheus
+
+## service-images: only the three service images, from binaries built on this machine; pulls nothing
+service-images:
 	for s in $(SERVICES); do \
 	  CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w -X movieexample.com/pkg/ops.Version=$(VERSION)' \
 	    -o docker/prebuilt/$$s/service ./$$s/cmd && \
 	  docker build --target prebuilt --build-arg SERVICE=$$s --build-arg VERSION=$(VERSION) -t movieapp/$$s:$(MOVIEAPP_TAG) . \
 	  || exit 1; \
 	done
-	docker build -t movieapp/consul:$(MOVIEAPP_TAG) docker/consul
-	docker build -t movieapp/prometheus:$(MOVIEAPP_TAG) docker/prometheus
 
 # The Consul image runs bin/consul itself, which must then be a static linux
 # binary (a bin/consul built before consul-bin built it static is not).
@@ -133,5 +166,6 @@ docker/consul/consul: $(CONSUL)
 	  echo "$(CONSUL) is not a static linux binary and cannot run on scratch: rm $(CONSUL) && make consul-bin" >&2; exit 1; }
 	cp -L $(CONSUL) $@
 
+## clean: remove bin/ (Consul and Prometheus too: rebuilding them takes minutes) and the staged image binaries
 clean:
 	rm -rf $(BIN) docker/prometheus/prometheus docker/prebuilt/*/service docker/consul/consul
