@@ -25,7 +25,9 @@ type loggedRating struct {
 
 func (l loggedRating) Get(ctx context.Context, key rating.Key) (rating.Aggregate, error) {
 	agg, err := l.next.Get(ctx, key)
-	if err != nil && !errors.Is(err, rating.ErrNotFound) {
+	// A client that went away canceled the call: nothing failed, and the
+	// hang-up is logged once, where the answer is written (pkg/web).
+	if err != nil && !errors.Is(err, rating.ErrNotFound) && !errors.Is(ctx.Err(), context.Canceled) {
 		l.log.WarnContext(ctx, "rating unavailable; answering without it", "movie_id", key.ID, "err", err)
 	}
 	return agg, err

@@ -48,13 +48,7 @@ func (b *syncBuffer) String() string {
 // that panics.
 func instrumentedServer(t *testing.T, accessLog bool, logs io.Writer) *httptest.Server {
 	t.Helper()
-	if logs == nil {
-		logs = io.Discard
-	}
-	logger, err := logging.New(logs, logging.FormatJSON, slog.LevelInfo, "service", "rating", "instance_id", "rating-test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	logger := testLogger(t, logs)
 	mux := web.NewMux()
 	mux.Handle("/hello", web.Methods{http.MethodGet: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"hello":"world"}`)
@@ -63,10 +57,31 @@ func instrumentedServer(t *testing.T, accessLog bool, logs io.Writer) *httptest.
 		io.WriteString(w, `{}`)
 	})
 	mux.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	return serveStack(t, mux, accessLog, logger)
+}
+
+// testLogger returns a JSON logger to logs (nil discards), with the service
+// and instance of instrumentedServer's lines.
+func testLogger(t *testing.T, logs io.Writer) *slog.Logger {
+	t.Helper()
+	if logs == nil {
+		logs = io.Discard
+	}
+	logger, err := logging.New(logs, logging.FormatJSON, slog.LevelInfo, "service", "rating", "instance_id", "rating-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logger
+}
+
+// serveStack serves routes behind the handler stack Run builds, from the
+// server Run builds.
+func serveStack(t *testing.T, routes *http.ServeMux, accessLog bool, logger *slog.Logger) *httptest.Server {
+	t.Helper()
 	app := App{
 		Config:  Config{Service: "rating", AccessLog: accessLog},
 		Logger:  logger,
-		Routes:  mux,
+		Routes:  routes,
 		Metrics: ops.NewRegistry(),
 	}
 	srv := httptest.NewServer((&server{app: app}).newHTTPServer().Handler)

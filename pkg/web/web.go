@@ -7,6 +7,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -51,12 +52,27 @@ func Status(err error) int {
 	return http.StatusInternalServerError
 }
 
+// StatusClientClosedRequest is the status of a request whose client went
+// away before its answer was ready: nginx's 499 "client closed request". No
+// client receives it; it is what the request metrics and the access log
+// record, so that a hang-up is neither counted nor logged as a server error.
+const StatusClientClosedRequest = 499
+
 // ErrorEncoder returns a go-kit error encoder that answers with the status
 // of err's kind. For a 4xx the client sees err's message, which the services
 // build from their own validation errors only; for a 5xx it sees a generic
 // message while the cause goes to the log, once, with the request ID.
+//
+// When the client has gone away, whatever err says (typically an upstream
+// call abandoned with the request, a 503), the answer is
+// StatusClientClosedRequest, logged at info level without the cause.
 func ErrorEncoder(logger *slog.Logger) httptransport.ErrorEncoder {
 	return func(ctx context.Context, err error, w http.ResponseWriter) {
+		if clientGone(ctx) {
+			logger.InfoContext(ctx, "client went away", "status", StatusClientClosedRequest)
+			WriteError(w, StatusClientClosedRequest, "client closed request")
+			return
+		}
 		status := Status(err)
 		msg := err.Error()
 		if status >= 500 {
@@ -65,6 +81,16 @@ func ErrorEncoder(logger *slog.Logger) httptransport.ErrorEncoder {
 		}
 		WriteError(w, status, msg)
 	}
+}
+
+// clientGone reports whether ctx, a request's context, was canceled: net/http
+// cancels it when the client closes the connection (or resets its HTTP/2
+// stream). The error is not asked: a call the server canceled itself fails
+// with context.Canceled too, and is the server's failure. A deadline that
+// expired inside the server (an upstream attempt's timeout) ends a context
+// of the server's own, not the request's, and stays a logged 5xx.
+func clientGone(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
 }
 
 // NewServer returns a go-kit HTTP server for one endpoint, with the

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/logging"
@@ -140,6 +141,75 @@ func TestMethods(t *testing.T) {
 			}
 			if got := rec.Header().Get("Allow"); got != tt.wantAllow {
 				t.Errorf("Allow = %q, want %q", got, tt.wantAllow)
+			}
+		})
+	}
+}
+
+// TestErrorEncoderClientGone checks that only a canceled request context is
+// a client that went away: answered 499 and logged at info level without the
+// cause, while a deadline that expired inside the server stays a 5xx logged
+// as an error.
+func TestErrorEncoderClientGone(t *testing.T) {
+	upstreamDown := errs.New(errs.Unavailable, "metadata service unavailable")
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancelExpired := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancelExpired()
+	tests := []struct {
+		name       string
+		ctx        context.Context // the request's context
+		err        error
+		wantStatus int
+		wantLevel  string
+		wantMsg    string
+	}{
+		{name: "client canceled an upstream call", ctx: canceled,
+			err:        fmt.Errorf("%w: upstream unavailable: metadata: %w", upstreamDown, context.Canceled),
+			wantStatus: web.StatusClientClosedRequest, wantLevel: "INFO", wantMsg: "client went away"},
+		{name: "client gone, error of another kind", ctx: canceled, err: errors.New("secret detail of a bug"),
+			wantStatus: web.StatusClientClosedRequest, wantLevel: "INFO", wantMsg: "client went away"},
+		{name: "client gone during a 4xx", ctx: canceled, err: fmt.Errorf("%w: id must be set", errs.ErrInvalid),
+			wantStatus: web.StatusClientClosedRequest, wantLevel: "INFO", wantMsg: "client went away"},
+		{name: "upstream attempt timed out", ctx: context.Background(),
+			err:        fmt.Errorf("%w: upstream unavailable: metadata: %w", upstreamDown, context.DeadlineExceeded),
+			wantStatus: http.StatusServiceUnavailable, wantLevel: "ERROR", wantMsg: "request failed"},
+		{name: "request context past its deadline", ctx: expired,
+			err:        fmt.Errorf("%w: %w", upstreamDown, context.DeadlineExceeded),
+			wantStatus: http.StatusServiceUnavailable, wantLevel: "ERROR", wantMsg: "request failed"},
+		{name: "call canceled by the server, client still there", ctx: context.Background(),
+			err:        fmt.Errorf("%w: bad upstream response: %w", web.ErrBadResponse, context.Canceled),
+			wantStatus: http.StatusBadGateway, wantLevel: "ERROR", wantMsg: "request failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs strings.Builder
+			logger, err := logging.New(&logs, logging.FormatJSON, slog.LevelInfo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			web.ErrorEncoder(logger)(requestid.NewContext(tt.ctx, "req-1"), tt.err, rec)
+
+			if rec.Code != tt.wantStatus {
+				t.Errorf("status = %d, want %d", rec.Code, tt.wantStatus)
+			}
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if len(lines) != 1 {
+				t.Fatalf("%d log lines, want 1:\n%s", len(lines), logs.String())
+			}
+			var logged map[string]any
+			if err := json.Unmarshal([]byte(lines[0]), &logged); err != nil {
+				t.Fatalf("log line is not JSON: %q", lines[0])
+			}
+			want := map[string]any{"level": tt.wantLevel, "msg": tt.wantMsg, "status": float64(tt.wantStatus), "request_id": "req-1"}
+			for k, v := range want {
+				if logged[k] != v {
+					t.Errorf("log %s = %v, want %v", k, logged[k], v)
+				}
+			}
+			if _, ok := logged["err"]; ok && tt.wantLevel == "INFO" {
+				t.Errorf("a hang-up was logged with its cause: %s", lines[0])
 			}
 		})
 	}
