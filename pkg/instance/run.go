@@ -134,6 +134,7 @@ type server struct {
 
 	reg      atomic.Pointer[discovery.Registration]
 	draining atomic.Bool
+	conns    conns
 }
 
 // ready says why the instance cannot serve, or nil.
@@ -167,6 +168,7 @@ func (s *server) newHTTPServer() *http.Server {
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(app.Logger.Handler(), slog.LevelWarn),
+		ConnState:         s.conns.track,
 	}
 }
 
@@ -188,7 +190,7 @@ func (s *server) register(ctx context.Context, inst discovery.Instance) (*discov
 	cfg, logger := s.app.Config, s.app.Logger
 	r, err := discovery.Register(ctx, s.app.Registry, inst, cfg.Discovery, logger, discovery.NewMetrics(s.app.Metrics))
 	if err != nil {
-		_ = s.shutdown(ctx)
+		s.shutdown(ctx)
 		if ctx.Err() != nil {
 			logger.Info("stopped before registering")
 			return nil, nil
@@ -203,7 +205,7 @@ func (s *server) register(ctx context.Context, inst discovery.Instance) (*discov
 	if s.app.Start != nil {
 		if err := s.app.Start(ctx); err != nil {
 			_ = r.Close(context.WithoutCancel(ctx))
-			_ = s.shutdown(ctx)
+			s.shutdown(ctx)
 			return nil, err
 		}
 	}
@@ -225,21 +227,116 @@ func (s *server) drainAndStop(ctx context.Context, reg *discovery.Registration, 
 	if drain {
 		time.Sleep(s.app.Config.Drain)
 	}
-	if err := s.shutdown(ctx); err != nil {
-		s.app.Logger.Warn("shutdown deadline passed with requests in flight", "err", err)
-	}
+	s.shutdown(ctx)
 	s.app.Logger.Info("stopped", "shutdown_took", time.Since(start).Round(time.Millisecond).String())
 }
 
-// shutdown closes the server within Config.ShutdownTimeout, waits for Serve
-// to return, then runs app.Stop; every path out of Run goes through it.
-func (s *server) shutdown(ctx context.Context) error {
+// shutdown closes the server, waits for Serve to return, then runs
+// app.Stop; every path out of Run goes through it. Requests in flight get
+// until Config.ShutdownTimeout to finish; connections that sent no request
+// are closed at once (see conns), so that with no request in flight the
+// server closes without waiting.
+func (s *server) shutdown(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.app.Config.ShutdownTimeout)
 	defer cancel()
+	s.conns.closeUnserved()
+	inFlight := 0
 	err := s.http.Shutdown(sctx)
+	if err != nil {
+		// Requests outlasted the deadline: count them for the log, and cut
+		// them off rather than leave their connections open after Run.
+		inFlight = s.conns.inFlight()
+		_ = s.http.Close()
+	}
 	s.serving.Wait()
 	if s.app.Stop != nil {
 		s.app.Stop()
 	}
-	return err
+
+	logger := s.app.Logger
+	if n := s.conns.unservedClosed(); n > 0 {
+		logger.Info("closed connections that had sent no request", "count", n)
+	}
+	switch {
+	case inFlight > 0:
+		logger.Warn("requests in flight at the shutdown deadline", "count", inFlight,
+			"shutdown_timeout", s.app.Config.ShutdownTimeout.String())
+	case err != nil && !errors.Is(err, context.DeadlineExceeded):
+		logger.Warn("shutdown failed", "err", err)
+	}
+}
+
+// conns follows the server's connections through their states
+// (http.Server.ConnState) for shutdown. http.Server.Shutdown waits for a
+// connection that has not sent a whole request header (StateNew) as for a
+// request in flight, until it is 5s old (net/http's closeIdleConns), though
+// it will never serve one: a request read once Shutdown has begun is
+// dropped unanswered. So shutdown has conns close them as it calls Shutdown,
+// and asks it how many requests (StateActive: from the end of a request's
+// header to the last byte of its answer, which a counter around the handler
+// would miss) were left at the deadline.
+type conns struct {
+	mu    sync.Mutex
+	state map[net.Conn]http.ConnState
+	// closing is set once shutdown begins: from then on a connection is
+	// closed as soon as it is seen with no request, and counted in unserved.
+	closing  bool
+	unserved int
+}
+
+// track is the server's ConnState hook.
+func (c *conns) track(conn net.Conn, st http.ConnState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case st == http.StateClosed || st == http.StateHijacked:
+		delete(c.state, conn)
+	case st == http.StateNew && c.closing:
+		// Accepted just before the listener closed.
+		c.closeLocked(conn)
+	default:
+		if c.state == nil {
+			c.state = make(map[net.Conn]http.ConnState)
+		}
+		c.state[conn] = st
+	}
+}
+
+// closeUnserved closes every connection that has sent no request yet, and
+// every one seen from now on.
+func (c *conns) closeUnserved() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closing = true
+	for conn, st := range c.state {
+		if st == http.StateNew {
+			c.closeLocked(conn)
+		}
+	}
+}
+
+func (c *conns) closeLocked(conn net.Conn) {
+	_ = conn.Close()
+	delete(c.state, conn)
+	c.unserved++
+}
+
+// inFlight returns how many connections are serving a request.
+func (c *conns) inFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, st := range c.state {
+		if st == http.StateActive {
+			n++
+		}
+	}
+	return n
+}
+
+// unservedClosed returns how many connections closeUnserved closed.
+func (c *conns) unservedClosed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unserved
 }

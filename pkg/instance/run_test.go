@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,60 +123,77 @@ func parseConfig(t *testing.T, service string, args ...string) Config {
 	return cfg
 }
 
-// runTestServer runs an App on a free loopback port, registered in agent,
-// and returns its config and address once Consul lists it as passing.
+// runTestServer runs an App with a GET /hello route on a free loopback
+// port, registered in agent, and returns its config and address once Consul
+// lists it as passing.
 func runTestServer(t *testing.T, agent *devconsul.Agent) (cfg Config, addr string, stop func() error) {
 	t.Helper()
-	cfg = parseConfig(t, "rating", "-host", "127.0.0.1", "-port", "0", "-drain", "50ms", "-consul-addr", agent.Addr)
-	logs := &syncBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("instance log:\n%s", logs)
-		}
-	})
-	logger, err := Logger(cfg, configLog{cfg}, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := discovery.NewClient(cfg.ConsulAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
 	mux := web.NewMux()
 	mux.Handle("/hello", web.Methods{http.MethodGet: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"hello":"world"}`)
 	})})
+	r := runApp(t, agent, mux, "-drain", "50ms")
+	return r.cfg, r.addr, r.stop
+}
+
+// testRun is a Run that runApp started.
+type testRun struct {
+	cfg  Config
+	addr string
+	logs *syncBuffer // the instance's JSON log
+	// stop cancels Run's context and returns what Run returned.
+	stop func() error
+}
+
+// runApp runs an App serving routes on a free loopback port, with args
+// added to the flags, registered in agent, and returns once Consul lists it
+// as passing. The log is shown if the test fails.
+func runApp(t *testing.T, agent *devconsul.Agent, routes *http.ServeMux, args ...string) *testRun {
+	t.Helper()
+	args = append([]string{"-host", "127.0.0.1", "-port", "0", "-log-format", "json", "-consul-addr", agent.Addr}, args...)
+	r := &testRun{cfg: parseConfig(t, "rating", args...), logs: &syncBuffer{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("instance log:\n%s", r.logs)
+		}
+	})
+	logger, err := Logger(r.cfg, configLog{r.cfg}, r.logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := discovery.NewClient(r.cfg.ConsulAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, App{
-			Config:   cfg,
+			Config:   r.cfg,
 			Logger:   logger,
-			Routes:   mux,
+			Routes:   routes,
 			Metrics:  ops.NewRegistry(),
 			Registry: discovery.NewConsul(client),
 		})
 	}()
-	var stopped bool
+	// stop may be called from a goroutine of the test and from the cleanup.
+	var once sync.Once
 	var runErr error
-	stop = func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			runErr = <-done
-		}
+	r.stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
 		return runErr
 	}
-	t.Cleanup(func() { stop() })
+	t.Cleanup(func() { r.stop() })
 
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if e := consulEntry(t, client, cfg.Service, cfg.InstanceID, true); e != nil {
-			return cfg, net.JoinHostPort(e.Service.Address, strconv.Itoa(e.Service.Port)), stop
+		if e := consulEntry(t, client, r.cfg.Service, r.cfg.InstanceID, true); e != nil {
+			r.addr = net.JoinHostPort(e.Service.Address, strconv.Itoa(e.Service.Port))
+			return r
 		}
 		select {
 		case err := <-done:
-			stopped, runErr = true, err
+			once.Do(func() { cancel(); runErr = err })
 			t.Fatalf("Run returned before registering: %v", err)
 		case <-time.After(20 * time.Millisecond):
 		}
