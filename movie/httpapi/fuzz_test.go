@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"movieexample.com/internal/hostile"
@@ -16,11 +15,7 @@ import (
 // upstreams, so the ID also travels through the clients' encoding and the
 // upstreams' decoders. Seeds are in testdata/fuzz.
 func FuzzGet(f *testing.F) {
-	md := httptest.NewServer(metadataHandler())
-	f.Cleanup(md.Close)
-	rt := httptest.NewServer(ratingHandler())
-	f.Cleanup(rt.Close)
-	h := newMovie(f, md.URL, rt.URL)
+	h := newMovie(f, serve(f, "metadata", metadataHandler()), serve(f, "rating", ratingHandler()))
 	f.Fuzz(func(t *testing.T, rawQuery string) {
 		rec, q, ok := hostile.Get(t, h, "/movie", rawQuery, map[string]func(string) bool{"id": ident.Valid})
 		if !ok {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"movieexample.com/movie"
 	"movieexample.com/movie/httpapi"
 	"movieexample.com/pkg/gateway"
+	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/web"
 	"movieexample.com/rating"
 	rthttp "movieexample.com/rating/httpapi"
@@ -31,9 +33,9 @@ var (
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // newMovie returns movie's handler built as movie/cmd builds it, over one
-// real gateway.Upstream per service whose only instance is the given
-// upstream server.
-func newMovie(t testing.TB, metadataURL, ratingURL string) http.Handler {
+// real gateway.Upstream per service whose only instance is the given one
+// (an instance string, as serve returns).
+func newMovie(t testing.TB, metadataInstance, ratingInstance string) http.Handler {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	gm := gateway.NewMetrics(reg)
@@ -43,9 +45,9 @@ func newMovie(t testing.TB, metadataURL, ratingURL string) http.Handler {
 	rt := gateway.New("rating", rthttp.NewFactory(web.NewTransport()), ratingCfg, gm, discard)
 	// Upstream.Stop leaves its instancer to its creator, and a
 	// FixedInstancer has nothing to stop.
-	md.Watch(sd.FixedInstancer{hostOf(t, metadataURL)})
+	md.Watch(sd.FixedInstancer{metadataInstance})
 	t.Cleanup(md.Stop)
-	rt.Watch(sd.FixedInstancer{hostOf(t, ratingURL)})
+	rt.Watch(sd.FixedInstancer{ratingInstance})
 	t.Cleanup(rt.Stop)
 	waitReady(t, md, rt)
 	svc := movie.NewService(mdhttp.NewClient(md.Endpoint()), rthttp.NewClient(rt.Endpoint()))
@@ -68,13 +70,25 @@ func waitReady(t testing.TB, upstreams ...*gateway.Upstream) {
 	}
 }
 
-func hostOf(t testing.TB, rawURL string) string {
+// serve starts h as the instance "<service>/<service>-test", saying so in
+// its identity header as every movieapp instance does, and returns its
+// instance string.
+func serve(t testing.TB, service string, h http.Handler) string {
 	t.Helper()
-	u, err := url.Parse(rawURL)
+	return serveAs(t, identity.Of(service, service+"-test"), identity.Middleware(identity.Of(service, service+"-test"), h))
+}
+
+// serveAs starts h, which may say it is anyone, where discovery names the
+// instance ident, and returns that instance string.
+func serveAs(t testing.TB, ident string, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	u, err := url.Parse(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return u.Host
+	return identity.Instance(ident, u.Host)
 }
 
 // metadataHandler and ratingHandler are the real services' handlers over

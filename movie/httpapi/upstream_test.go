@@ -9,6 +9,7 @@ import (
 
 	"movieexample.com/internal/hostile"
 	"movieexample.com/metadata"
+	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/web"
 )
 
@@ -69,11 +70,7 @@ func TestUntrustedUpstreams(t *testing.T) {
 	}
 	for _, tt := range bad {
 		t.Run("metadata/"+tt.name, func(t *testing.T) {
-			md := httptest.NewServer(tt.metadata)
-			defer md.Close()
-			rt := httptest.NewServer(goodRating)
-			defer rt.Close()
-			h := newMovie(t, md.URL, rt.URL)
+			h := newMovie(t, serve(t, "metadata", tt.metadata), serve(t, "rating", goodRating))
 			r, _ := hostile.Request(http.MethodGet, "/movie", "id=1", "", nil)
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, r)
@@ -83,11 +80,7 @@ func TestUntrustedUpstreams(t *testing.T) {
 			}
 		})
 		t.Run("rating/"+tt.name, func(t *testing.T) {
-			md := httptest.NewServer(goodMetadata)
-			defer md.Close()
-			rt := httptest.NewServer(tt.rating)
-			defer rt.Close()
-			h := newMovie(t, md.URL, rt.URL)
+			h := newMovie(t, serve(t, "metadata", goodMetadata), serve(t, "rating", tt.rating))
 			r, _ := hostile.Request(http.MethodGet, "/movie", "id=1", "", nil)
 			rec := hostile.Serve(t, h, r)
 			var got struct {
@@ -104,14 +97,74 @@ func TestUntrustedUpstreams(t *testing.T) {
 	// The same servers with good answers: the failures above are the
 	// answers' doing, not the harness's.
 	t.Run("good answers", func(t *testing.T) {
-		md := httptest.NewServer(answer(200, okMetadata))
-		defer md.Close()
-		rt := httptest.NewServer(answer(200, okRating))
-		defer rt.Close()
+		md, rt := serve(t, "metadata", answer(200, okMetadata)), serve(t, "rating", answer(200, okRating))
 		r, _ := hostile.Request(http.MethodGet, "/movie", "id=1", "", nil)
-		rec := hostile.Serve(t, newMovie(t, md.URL, rt.URL), r)
+		rec := hostile.Serve(t, newMovie(t, md, rt), r)
 		if want := `{"metadata":` + okMetadata + `,"rating":4.5}`; rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != want {
 			t.Errorf("answer = %d %s, want 200 %s", rec.Code, rec.Body, want)
 		}
 	})
+}
+
+// TestWrongInstance shows that movie trusts an answer only from the
+// instance discovery named: another process at its address (a restarted
+// host's port taken by another service, a foreign server) or one that does
+// not say who it is gets no say, whatever it answers. A 404 from it is no
+// "movie not found", and a valid-looking rating from it is no rating.
+func TestWrongInstance(t *testing.T) {
+	const (
+		metadataID = "metadata/metadata-test"
+		ratingID   = "rating/rating-test"
+	)
+	notFound := answer(404, `{"error":"not found"}`)
+	goodRating := ratingHandler()
+	impostors := []struct {
+		name   string
+		says   string // the identity the impostor answers with; "" for none
+		answer http.Handler
+	}{
+		{"no identity, 404", "", notFound},
+		{"no identity, good answer", "", goodRating},
+		{"other service, 404", "someone/else", answer(404, `{"error":"no route for /metadata"}`)},
+		{"same service, other instance", "", nil}, // filled in per service below
+	}
+	for _, tt := range impostors {
+		t.Run("metadata/"+tt.name, func(t *testing.T) {
+			h, says := tt.answer, tt.says
+			if h == nil {
+				h, says = metadataHandler(), "metadata/metadata-other"
+			}
+			if says != "" {
+				h = identity.Middleware(says, h)
+			}
+			movie := newMovie(t, serveAs(t, metadataID, h), serve(t, "rating", goodRating))
+			r, _ := hostile.Request(http.MethodGet, "/movie", "id=1", "", nil)
+			rec := httptest.NewRecorder()
+			movie.ServeHTTP(rec, r)
+			hostile.Shape(t, r, rec)
+			if rec.Code != http.StatusServiceUnavailable {
+				t.Errorf("answer = %d %s, want 503: the only metadata instance did not answer", rec.Code, rec.Body)
+			}
+		})
+		t.Run("rating/"+tt.name, func(t *testing.T) {
+			h, says := tt.answer, tt.says
+			if h == nil {
+				h, says = goodRating, "rating/rating-other"
+			}
+			if says != "" {
+				h = identity.Middleware(says, h)
+			}
+			movie := newMovie(t, serve(t, "metadata", metadataHandler()), serveAs(t, ratingID, h))
+			r, _ := hostile.Request(http.MethodGet, "/movie", "id=1", "", nil)
+			rec := hostile.Serve(t, movie, r)
+			var got struct {
+				Rating  *float64 `json:"rating"`
+				Partial []string `json:"partial"`
+			}
+			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &got) != nil ||
+				got.Rating != nil || len(got.Partial) != 1 || got.Partial[0] != "rating" {
+				t.Errorf("answer = %d %s, want 200 with \"partial\":[\"rating\"]", rec.Code, rec.Body)
+			}
+		})
+	}
 }

@@ -112,10 +112,7 @@ func New(name string, factory sd.Factory, cfg Config, m *Metrics, logger *slog.L
 		budget: newRetryBudget(cfg.RetryRatio, cfg.MinRetriesPerSecond),
 		m:      m.forTarget(name),
 	}
-	u.factory = factory
-	if cfg.BreakerFailures > 0 {
-		u.factory = u.withBreaker(factory)
-	}
+	u.factory = u.perInstance(factory)
 	u.endpoint = instrumenting(u.m)(u.call)
 	return u
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,8 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"movieexample.com/internal/metricstest"
 	"movieexample.com/metadata"
 	metadatahttp "movieexample.com/metadata/httpapi"
+	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/requestid"
 	"movieexample.com/pkg/web"
 )
@@ -33,10 +36,10 @@ type backend struct {
 func newBackend(t *testing.T, h http.HandlerFunc) *backend {
 	t.Helper()
 	b := &backend{}
-	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.Server = httptest.NewServer(speaking(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
 		h(w, r)
-	}))
+	})))
 	t.Cleanup(b.Close)
 	return b
 }
@@ -63,15 +66,32 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
+// testIdentity is the identity of the test instance at addr: what discovery
+// names it in these tests, and what it says it is.
+func testIdentity(addr string) string { return identity.Of("test", addr) }
+
+// speaking answers with the identity of the instance at the address the
+// request was sent to, as a movieapp instance there would.
+func speaking(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(identity.Header, testIdentity(r.Host))
+		h.ServeHTTP(w, r)
+	})
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // newUpstream returns an Upstream called name whose endpoints come from
-// factory, watching the fixed instances addrs, and stopped at the end of the
-// test.
+// factory, watching the fixed instances at addrs (each named by its
+// testIdentity), and stopped at the end of the test.
 func newUpstream(t *testing.T, name string, factory sd.Factory, cfg Config, addrs ...string) *Upstream {
 	t.Helper()
 	u := New(name, factory, cfg, NewMetrics(prometheus.NewRegistry()), quietLogger())
-	u.Watch(fixedInstancer(addrs))
+	instances := make(fixedInstancer, len(addrs))
+	for i, addr := range addrs {
+		instances[i] = identity.Instance(testIdentity(addr), addr)
+	}
+	u.Watch(instances)
 	t.Cleanup(u.Stop)
 	// go-kit's endpointer takes the instancer's first event on a goroutine
 	// of its own: wait until it has made the endpoints.
@@ -317,4 +337,74 @@ func TestCallerCancelDoesNotEjectInstance(t *testing.T) {
 	if n := testutil.ToFloat64(u.m.ejections); n != 0 {
 		t.Errorf("%v ejections after calls its caller abandoned, want 0: they say nothing about the instance", n)
 	}
+}
+
+// TestWrongInstanceIsAFailedAttempt: an answer from another process than
+// the instance discovery named (here a server that says it is someone else,
+// and answers 404 to everything, as another service on a reused port would)
+// is never "not found": it is retried on another instance, counted under
+// its own outcome, logged once for that instance however often it happens,
+// and trips that instance's breaker like any failure.
+func TestWrongInstanceIsAFailedAttempt(t *testing.T) {
+	var hits atomic.Int64
+	impostor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set(identity.Header, "someone/else")
+		http.Error(w, `{"error":"no route"}`, http.StatusNotFound)
+	}))
+	t.Cleanup(impostor.Close)
+	healthy := newBackend(t, okMetadata)
+	var logs strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs}, nil))
+	reg := prometheus.NewRegistry()
+	cfg := DefaultConfig()
+	cfg.BreakerCooldown = time.Hour // no trial call during the test
+	u := New("metadata", metadatahttp.NewFactory(web.NewTransport()), cfg, NewMetrics(reg), logger)
+	impostorAddr := strings.TrimPrefix(impostor.URL, "http://")
+	named := identity.Of("metadata", "metadata-1")
+	u.Watch(fixedInstancer{identity.Instance(named, impostorAddr), identity.Instance(testIdentity(healthy.addr()), healthy.addr())})
+	t.Cleanup(u.Stop)
+	for u.Ready() != nil {
+		time.Sleep(time.Millisecond)
+	}
+	c := metadatahttp.NewClient(u.Endpoint())
+	for i := range 100 {
+		if _, err := c.Get(context.Background(), "1"); err != nil {
+			t.Fatalf("call %d: %v (the healthy instance should answer every call)", i, err)
+		}
+	}
+	if got := hits.Load(); got != int64(cfg.BreakerFailures) {
+		t.Errorf("impostor hit %d times over 100 calls, want %d (then ejected)", got, cfg.BreakerFailures)
+	}
+	wrong, _ := metricstest.Gather(t, reg).Value("movieapp_gateway_upstream_requests_total",
+		map[string]string{"target": "metadata", "outcome": "wrong_instance"})
+	if wrong != float64(hits.Load()) {
+		t.Errorf("upstream_requests_total{wrong_instance} = %v, want %d: one per answer of the impostor", wrong, hits.Load())
+	}
+	var lines int
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "answer from the wrong instance") {
+			lines++
+			for _, want := range []string{`"want":"` + named + `"`, `"got":"someone/else"`, impostorAddr} {
+				if !strings.Contains(line, want) {
+					t.Errorf("log line %s lacks %s", strings.TrimSpace(line), want)
+				}
+			}
+		}
+	}
+	if lines != 1 {
+		t.Errorf("%d log lines about the wrong instance, want 1:\n%s", lines, logs.String())
+	}
+}
+
+// lockedWriter serialises writes from concurrent loggers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

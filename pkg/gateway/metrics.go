@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -12,11 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"movieexample.com/pkg/errs"
+	"movieexample.com/pkg/identity"
 )
 
 // Metrics are the gateway's view of its upstreams, shared by every Upstream
 // of one process.
 type Metrics struct {
+	requests        *prometheus.CounterVec
 	calls           *prometheus.CounterVec
 	duration        *prometheus.HistogramVec
 	retries         *prometheus.CounterVec
@@ -31,10 +34,13 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 	f := promauto.With(r)
 	const ns, sub = "movieapp", "gateway"
 	return &Metrics{
-		calls: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_requests_total",
-			Help: "Calls to an upstream service (retries included in one call), by target and outcome (ok, not_found, bad_response, unavailable)."},
+		requests: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_requests_total",
+			Help: "Requests sent to an upstream's instances, one per attempt (a retry is another request), by target and outcome (ok, not_found, bad_response, wrong_instance, unavailable, canceled)."},
 			[]string{"target", "outcome"}),
-		duration: f.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "upstream_request_duration_seconds",
+		calls: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_calls_total",
+			Help: "Calls to an upstream service, retries included in one call, by target and outcome (ok, not_found, bad_response, unavailable, canceled)."},
+			[]string{"target", "outcome"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "upstream_call_duration_seconds",
 			Help:    "Time of a call to an upstream service, retries included, by target.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
 			[]string{"target"}),
@@ -54,19 +60,40 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 // upstreamMetrics are one target's metrics with their labels resolved once,
 // so the request path does no label lookup.
 type upstreamMetrics struct {
-	ok, notFound, badResponse, unavailable prometheus.Counter
-	duration                               prometheus.Observer
-	retries, budgetExhausted, ejections    prometheus.Counter
-	panics                                 prometheus.Counter
-	instances                              prometheus.Gauge
+	req                                 outcomes // per attempt
+	call                                outcomes // per call
+	duration                            prometheus.Observer
+	retries, budgetExhausted, ejections prometheus.Counter
+	panics                              prometheus.Counter
+	instances                           prometheus.Gauge
+}
+
+// outcomes are one target's counters of one vector, by outcome. A call
+// has no wrong_instance outcome of its own: a call whose attempts found
+// only wrong instances is unavailable.
+type outcomes struct {
+	ok, notFound, badResponse, wrongInstance, unavailable, canceled prometheus.Counter
+}
+
+func newOutcomes(v *prometheus.CounterVec, t string, perAttempt bool) outcomes {
+	o := outcomes{
+		ok:          v.WithLabelValues(t, "ok"),
+		notFound:    v.WithLabelValues(t, "not_found"),
+		badResponse: v.WithLabelValues(t, "bad_response"),
+		unavailable: v.WithLabelValues(t, "unavailable"),
+		canceled:    v.WithLabelValues(t, "canceled"),
+	}
+	o.wrongInstance = o.unavailable
+	if perAttempt {
+		o.wrongInstance = v.WithLabelValues(t, "wrong_instance")
+	}
+	return o
 }
 
 func (m *Metrics) forTarget(t string) upstreamMetrics {
 	return upstreamMetrics{
-		ok:              m.calls.WithLabelValues(t, "ok"),
-		notFound:        m.calls.WithLabelValues(t, "not_found"),
-		badResponse:     m.calls.WithLabelValues(t, "bad_response"),
-		unavailable:     m.calls.WithLabelValues(t, "unavailable"),
+		req:             newOutcomes(m.requests, t, true),
+		call:            newOutcomes(m.calls, t, false),
 		duration:        m.duration.WithLabelValues(t),
 		retries:         m.retries.WithLabelValues(t),
 		budgetExhausted: m.budgetExhausted.WithLabelValues(t),
@@ -83,25 +110,33 @@ func instrumenting(m upstreamMetrics) endpoint.Middleware {
 		return func(ctx context.Context, req any) (any, error) {
 			start := time.Now()
 			resp, err := next(ctx, req)
-			m.observe(err, time.Since(start))
+			m.duration.Observe(time.Since(start).Seconds())
+			m.call.count(err)
 			return resp, err
 		}
 	}
 }
 
-func (m upstreamMetrics) observe(err error, d time.Duration) {
-	m.duration.Observe(d.Seconds())
-	if err == nil {
-		m.ok.Inc()
-		return
-	}
-	switch errs.KindOf(err) {
-	case errs.NotFound:
-		m.notFound.Inc()
-	case errs.BadGateway:
-		m.badResponse.Inc()
+// count counts one outcome of err. A canceled attempt is one abandoned by
+// the caller (its client went away, or another call of the same request
+// failed): it says nothing about the instance.
+func (o outcomes) count(err error) {
+	switch {
+	case err == nil:
+		o.ok.Inc()
+	case errors.Is(err, identity.ErrWrongInstance):
+		o.wrongInstance.Inc()
+	case errors.Is(err, context.Canceled):
+		o.canceled.Inc()
 	default:
-		m.unavailable.Inc()
+		switch errs.KindOf(err) {
+		case errs.NotFound:
+			o.notFound.Inc()
+		case errs.BadGateway:
+			o.badResponse.Inc()
+		default:
+			o.unavailable.Inc()
+		}
 	}
 }
 

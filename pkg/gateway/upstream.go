@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
@@ -15,20 +16,50 @@ import (
 
 	"movieexample.com/pkg/backoff"
 	"movieexample.com/pkg/errs"
+	"movieexample.com/pkg/identity"
 )
 
-// withBreaker gives every instance's endpoint a circuit breaker of its own,
-// so an instance that keeps failing is skipped at once instead of costing
-// each request a failed attempt until the registry's TTL marks it critical.
-// The endpoint cache keeps an endpoint, and so its breaker, for as long as
-// the instance stays discovered.
-func (u *Upstream) withBreaker(f sd.Factory) sd.Factory {
+// perInstance wraps every instance's endpoint in what belongs to that one
+// instance: the count of the requests sent to it, the log line of the first
+// answer it gave as another instance, and (when enabled) a circuit breaker
+// of its own, so an instance that keeps failing is skipped at once instead
+// of costing each request a failed attempt until the registry's TTL marks
+// it critical. The endpoint cache keeps an endpoint, and so its breaker,
+// for as long as the instance stays discovered.
+func (u *Upstream) perInstance(f sd.Factory) sd.Factory {
 	return func(instance string) (endpoint.Endpoint, io.Closer, error) {
 		ep, closer, err := f(instance)
 		if err != nil {
 			return nil, nil, err
 		}
-		return u.breaker(instance)(ep), closer, nil
+		ep = u.attempts(instance)(ep)
+		if u.cfg.BreakerFailures > 0 {
+			ep = u.breaker(instance)(ep)
+		}
+		return ep, closer, nil
+	}
+}
+
+// attempts is the endpoint middleware that counts every request sent to
+// one instance by outcome, and logs the first answer that came from another
+// instance than the one discovery named (identity.ErrWrongInstance): once
+// per instance, since under address reuse every request to it would log
+// the same thing until the registry drops the entry; the metric counts them
+// all.
+func (u *Upstream) attempts(instance string) endpoint.Middleware {
+	var logged atomic.Bool
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req any) (any, error) {
+			resp, err := next(ctx, req)
+			u.m.req.count(err)
+			if err != nil && !logged.Load() {
+				if me, ok := errors.AsType[*identity.MismatchError](err); ok && logged.CompareAndSwap(false, true) {
+					u.log.Warn("answer from the wrong instance; refused, and retried on another",
+						"instance", instance, "want", me.Want, "got", me.Got, "addr", me.Addr)
+				}
+			}
+			return resp, err
+		}
 	}
 }
 
@@ -44,7 +75,9 @@ func (u *Upstream) breaker(instance string) endpoint.Middleware {
 		},
 		IsSuccessful: func(err error) bool {
 			// An answer, even "not found", is a healthy instance; a call
-			// abandoned by our own caller says nothing about it.
+			// abandoned by our own caller says nothing about it. An answer
+			// from the wrong instance is a failure: the instance named is
+			// not there.
 			return err == nil || errs.KindOf(err) == errs.NotFound || errors.Is(err, context.Canceled)
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
@@ -179,8 +212,9 @@ func skipped(err error) bool {
 
 // retryable reports whether another instance might answer where this one
 // failed: when there was no answer (a connection error, a timeout: errors
-// of no kind) or the answer says the instance is unavailable (a 5xx); never
-// for an answer of any other kind, such as not found or a bad response.
+// of no kind) or the answer says the instance is unavailable (a 5xx, or an
+// answer from another process at its address); never for an answer of any
+// other kind, such as not found or a bad response.
 func retryable(err error) bool {
 	switch errs.KindOf(err) {
 	case errs.Internal, errs.Unavailable:

@@ -38,7 +38,7 @@ func TestEveryInstanceEjected(t *testing.T) {
 	})
 	var addrs []string
 	for range 2 {
-		srv := httptest.NewServer(h)
+		srv := httptest.NewServer(speaking(h))
 		t.Cleanup(srv.Close)
 		addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
 	}

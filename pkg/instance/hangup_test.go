@@ -16,6 +16,7 @@ import (
 	"movieexample.com/internal/metricstest"
 	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/gateway"
+	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/ops"
 	"movieexample.com/pkg/requestid"
 	"movieexample.com/pkg/web"
@@ -48,7 +49,7 @@ func upstreamRoutes(t *testing.T, addr string, cfg gateway.Config, logger *slog.
 		web.DecodeAnswer(web.MaxAnswerBytes, errs.New(errs.NotFound, "not found"), func(struct{}) error { return nil }))
 	// The gateway's own lines (discovery) are not what the test reads.
 	up := gateway.New("held", factory, cfg, gateway.NewMetrics(ops.NewRegistry()), testLogger(t, nil))
-	up.Watch(sd.FixedInstancer{addr})
+	up.Watch(sd.FixedInstancer{identity.Instance("held/held-test", addr)})
 	t.Cleanup(up.Stop)
 	deadline := time.Now().Add(10 * time.Second)
 	for up.Ready() != nil {

@@ -27,6 +27,7 @@ import (
 
 	"movieexample.com/pkg/discovery"
 	"movieexample.com/pkg/httpmetrics"
+	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/ops"
 	"movieexample.com/pkg/requestid"
 	"movieexample.com/pkg/web"
@@ -151,9 +152,10 @@ func (s *server) ready() error {
 }
 
 // newHTTPServer adds the operational routes to the service's and wraps them
-// in the middleware every request goes through: the request ID, then the
-// metrics and access log, then panic recovery, so that the 500 a panic turns
-// into is counted and logged like any other answer.
+// in the middleware every request goes through: the instance's identity
+// header, the request ID, then the metrics and access log, then panic
+// recovery, so that the 500 a panic turns into is counted and logged like
+// any other answer.
 func (s *server) newHTTPServer() *http.Server {
 	app := s.app
 	mux := app.Routes
@@ -161,7 +163,7 @@ func (s *server) newHTTPServer() *http.Server {
 	h := web.RecoverPanics(app.Logger, mux)
 	h = httpmetrics.New(app.Metrics).Handler(app.Config.AccessLog, app.Logger, h)
 	return &http.Server{
-		Handler:           requestid.Middleware(h),
+		Handler:           identity.Middleware(identity.Of(app.Config.Service, app.Config.InstanceID), requestid.Middleware(h)),
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      WriteTimeout,

@@ -16,6 +16,7 @@ import (
 
 	"movieexample.com/internal/devconsul"
 	"movieexample.com/pkg/discovery"
+	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/ops"
 	"movieexample.com/pkg/web"
 )
@@ -131,6 +132,9 @@ func runTestServer(t *testing.T, agent *devconsul.Agent) (cfg Config, addr strin
 	mux := web.NewMux()
 	mux.Handle("/hello", web.Methods{http.MethodGet: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"hello":"world"}`)
+	})})
+	mux.Handle("/panic", web.Methods{http.MethodGet: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic("a bug")
 	})})
 	r := runApp(t, agent, mux, "-drain", "50ms")
 	return r.cfg, r.addr, r.stop
@@ -251,7 +255,11 @@ func TestRunServesRegistersAndDeregisters(t *testing.T) {
 		{"GET", "/metrics", 200, `movieapp_build_info{goversion=`},
 		{"POST", "/health", 405, `"error"`},
 		{"GET", "/no/such/path", 404, `"error"`},
+		{"GET", "/panic", 500, `"error"`},
 	}
+	// Every answer, an error or not, says which instance gave it: a caller
+	// trusts none that does not.
+	self := identity.Of(cfg.Service, cfg.InstanceID)
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			status, header, body := get(t, tt.method, base+tt.path)
@@ -261,8 +269,18 @@ func TestRunServesRegistersAndDeregisters(t *testing.T) {
 			if header.Get("X-Request-ID") == "" {
 				t.Error("no X-Request-ID in the response")
 			}
+			if got := header.Values(identity.Header); len(got) != 1 || got[0] != self {
+				t.Errorf("%s = %q, want %q", identity.Header, got, self)
+			}
 		})
 	}
+
+	t.Run("Consul entry carries the identity", func(t *testing.T) {
+		e := consulEntry(t, client, cfg.Service, cfg.InstanceID, true)
+		if e == nil || e.Service.Meta[identity.MetaKey] != self {
+			t.Errorf("Consul entry %+v, want meta %s=%s", e, identity.MetaKey, self)
+		}
+	})
 
 	t.Run("route label is the pattern, not the path", func(t *testing.T) {
 		_, _, body := get(t, "GET", base+"/metrics")

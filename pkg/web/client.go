@@ -7,12 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
 
 	"movieexample.com/pkg/errs"
+	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/requestid"
 )
 
@@ -55,6 +57,15 @@ type DecodeFunc func(*http.Response) (any, error)
 // decoded by dec, and the caller's request ID forwarded so that one ID
 // follows the request through every service's logs.
 //
+// The instance is an instance string from discovery, which names the
+// instance as well as its address (identity.Instance). An answer is decoded
+// only if it carries that identity in its identity.Header: any other answer,
+// whatever its status, came from some other process now listening at the
+// address, and is an *identity.MismatchError (identity.ErrWrongInstance).
+// That is what makes a 404 mean "not found" rather than "wrong server". An
+// instance string without an identity is refused: its answers could not be
+// checked.
+//
 // It is what go-kit's httptransport.Client does for a GET, without what a
 // GET does not need: the go-kit client formats and parses its target URL
 // again, wraps the context in one more cancel and copies the request on
@@ -65,7 +76,11 @@ type DecodeFunc func(*http.Response) (any, error)
 // an answer the decoder refuses, as any other status it does not expect.
 func GetFactory(rt http.RoundTripper, path string, encode func(req any) string, dec DecodeFunc) sd.Factory {
 	return func(instance string) (endpoint.Endpoint, io.Closer, error) {
-		target := "http://" + instance + path + "?"
+		want, addr, ok := identity.Split(instance)
+		if !ok {
+			return nil, nil, fmt.Errorf("instance %q names no identity to check its answers against", instance)
+		}
+		target := "http://" + addr + path + "?"
 		return func(ctx context.Context, req any) (any, error) {
 			r, err := http.NewRequestWithContext(ctx, http.MethodGet, target+encode(req), nil)
 			if err != nil {
@@ -79,6 +94,13 @@ func GetFactory(rt http.RoundTripper, path string, encode func(req any) string, 
 				return nil, err
 			}
 			defer resp.Body.Close()
+			// Direct map access: the header is canonical, and Get would
+			// canonicalise it again on every call.
+			if got := resp.Header[identity.Header]; len(got) != 1 || got[0] != want {
+				// Drained (within bounds) so the connection can be reused.
+				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxAnswerBytes))
+				return nil, &identity.MismatchError{Addr: addr, Want: want, Got: strings.Join(got, ", ")}
+			}
 			return dec(resp)
 		}, nil, nil
 	}
