@@ -95,8 +95,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	rt := gateway.New("rating", rthttp.NewFactory(web.NewTransport()), ratingCfg, gm, logger)
 	svc := movie.NewService(mdhttp.NewClient(md.Endpoint()), movie.LogRatingFailures(rthttp.NewClient(rt.Endpoint()), logger))
 
+	dm := discovery.NewMetrics(metrics)
 	w := &watch{newInstancer: func(ctx context.Context, service string) *discovery.Instancer {
-		return discovery.NewInstancer(ctx, client, service, cfg.ReregisterGrace, logger)
+		return discovery.NewInstancer(ctx, client, service, cfg.ReregisterGrace, logger, dm)
 	}}
 	return instance.Run(ctx, instance.App{
 		Config:   cfg.Config,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fakeHealth stands in for Consul's /v1/health/service endpoint with one
@@ -23,7 +23,8 @@ import (
 func fakeHealth(t *testing.T, service string, status int, body string, filtered bool) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/health/service/"+service || r.URL.Query().Get("passing") == "" {
+		// The Instancer asks for every entry, critical ones included.
+		if r.URL.Path != "/v1/health/service/"+service || r.URL.Query().Has("passing") {
 			t.Errorf("unexpected query %s", r.URL)
 			http.NotFound(w, r)
 			return
@@ -56,7 +57,9 @@ func fakeHealth(t *testing.T, service string, status int, body string, filtered 
 // with every entry filtered out (an empty list) for one that lacks
 // service:read or node:read, which must not pass for "no instance running".
 func TestInstancerReportsACLDenials(t *testing.T) {
-	const entry = `[{"Node":{"Node":"n","Address":"127.0.0.1"},"Service":{"ID":"metadata-1","Service":"metadata","Port":1},"Checks":[]}]`
+	const entry = `[{"Node":{"Node":"n","Address":"127.0.0.1"},
+		"Service":{"ID":"metadata-1","Service":"metadata","Port":1,"Meta":{"movieapp_instance":"metadata/metadata-1"}},
+		"Checks":[{"CheckID":"service:metadata-1","ServiceID":"metadata-1","Type":"ttl","Status":"passing"}]}]`
 	refused := func(t *testing.T) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -74,11 +77,11 @@ func TestInstancerReportsACLDenials(t *testing.T) {
 		wantErrText   string                    // an error containing this (with wantDenied or not)
 	}{
 		{name: "answer", consul: func(t *testing.T) string { return fakeHealth(t, "metadata", 200, entry, false) },
-			wantInstances: []string{"127.0.0.1:1"}},
+			wantInstances: []string{"metadata/metadata-1@127.0.0.1:1"}},
 		{name: "no instance", consul: func(t *testing.T) string { return fakeHealth(t, "metadata", 200, `[]`, false) },
 			wantInstances: []string{}},
 		{name: "some filtered out", consul: func(t *testing.T) string { return fakeHealth(t, "metadata", 200, entry, true) },
-			wantInstances: []string{"127.0.0.1:1"}},
+			wantInstances: []string{"metadata/metadata-1@127.0.0.1:1"}},
 		{name: "all filtered out", consul: func(t *testing.T) string { return fakeHealth(t, "metadata", 200, `[]`, true) },
 			wantDenied: true, wantErrText: "Consul hid every metadata instance from this token"},
 		{name: "403", consul: func(t *testing.T) string { return fakeHealth(t, "metadata", 403, "ACL not found", false) },
@@ -95,7 +98,7 @@ func TestInstancerReportsACLDenials(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			in := NewInstancer(ctx, client, "metadata", 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			in := NewInstancer(ctx, client, "metadata", 0, quietLogger(), NewMetrics(prometheus.NewRegistry()))
 			defer in.Stop()
 			// NewInstancer makes its first query before it returns: the
 			// state a subscriber gets at once is that query's.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
+
+	"movieexample.com/pkg/identity"
 )
 
 // NewClient returns the consul/api client a process uses for everything it
@@ -49,7 +51,8 @@ func NewConsul(client *consul.Client) *Consul {
 // registration in agreement whatever the Consul version.
 func checkID(instanceID string) string { return "service:" + instanceID }
 
-// Register implements Registry.
+// Register implements Registry. The entry carries the instance's identity in
+// its metadata (identity.MetaKey), without which no Instancer lists it.
 func (c *Consul) Register(ctx context.Context, inst Instance, ttl, deregisterAfter time.Duration) error {
 	if err := validate(inst, ttl); err != nil {
 		return err
@@ -59,6 +62,7 @@ func (c *Consul) Register(ctx context.Context, inst Instance, ttl, deregisterAft
 		Name:    inst.Service,
 		Address: inst.Host,
 		Port:    inst.Port,
+		Meta:    map[string]string{identity.MetaKey: identity.Of(inst.Service, inst.ID)},
 		Check: &consul.AgentServiceCheck{
 			CheckID: checkID(inst.ID),
 			Name:    inst.Service + " TTL heartbeat",

@@ -14,6 +14,7 @@ import (
 
 	"movieexample.com/internal/devconsul"
 	"movieexample.com/pkg/discovery"
+	"movieexample.com/pkg/identity"
 )
 
 // These tests run against a real Consul dev agent: the in-memory registry
@@ -100,6 +101,13 @@ func TestConsulRegistry(t *testing.T) {
 		}
 		if !idPattern.MatchString(got.ID) {
 			t.Errorf("ID %q is not rating-<uuid v4>", got.ID)
+		}
+		svc, _, err := client.Agent().Service(inst.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := svc.Meta[identity.MetaKey], identity.Of("rating", inst.ID); got != want {
+			t.Errorf("metadata %s = %q, want %q", identity.MetaKey, got, want)
 		}
 	})
 

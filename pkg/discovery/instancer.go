@@ -11,8 +11,10 @@ import (
 
 	"github.com/go-kit/kit/sd"
 	consul "github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"movieexample.com/pkg/backoff"
+	"movieexample.com/pkg/identity"
 )
 
 // Discovery timings. They are constants rather than Config fields because
@@ -40,16 +42,39 @@ const (
 )
 
 // Instancer is an sd.Instancer over the passing instances of one service in
-// Consul, watched with blocking queries. It replaces go-kit's
-// sd/consul Instancer, which loses requests when Consul itself goes away:
+// Consul, watched with blocking queries. Each instance string names the
+// instance as well as its address (identity.Instance: "rating/rating-<uuid>@
+// 10.0.0.7:8082"), because an address only says where an instance was: the
+// caller checks that the process answering there is the one named.
+//
+// It lists only the entries that Consul.Register makes, with a TTL check of
+// the instance's own and its identity in the metadata. An entry registered
+// by hand (consul services register, the catalog API) has no check, so
+// Consul calls it passing for as long as it stays, whatever runs at its
+// address, and it names no instance to check an answer against. Each such
+// entry is logged once and counted in movieapp_discovery_ignored_entries.
+//
+// It replaces go-kit's sd/consul Instancer, which loses requests when Consul
+// itself falters:
 //
 //   - A Consul dev agent (or a cluster whose data was lost) comes back empty.
 //     The first answer after it returns lists no instance, because the
 //     instances re-register only at their next heartbeat (a third of the TTL
 //     later). go-kit publishes that empty set and every call fails until
-//     they do. Here, for the grace given to NewInstancer after Consul answers again, an
-//     answer may add instances but not remove them: the last known ones,
-//     which kept serving all along, stay in use while they re-register.
+//     they do. Here, for the grace given to NewInstancer after Consul answers
+//     again, an answer may add instances but not remove them: the last known
+//     ones, which kept serving all along, stay in use while they re-register.
+//   - A Consul that was paused (SIGSTOP, a stalled VM) fires its overdue TTL
+//     timers when it resumes, before it reads the heartbeats queued
+//     meanwhile: for a moment every instance is critical, and go-kit, which
+//     asks for passing instances only, publishes the empty set. Here Consul
+//     is asked for every entry, so an answer in which no instance passes but
+//     the last published ones are still registered is told from one in which
+//     they are gone. Those instances stay in use for the grace, while Consul
+//     is asked again, and are dropped only if none passes by then. Instances
+//     whose entries are gone (deregistered at shutdown) are dropped at once,
+//     as is one that turns critical while another still passes: a service
+//     that is really down still fails its callers fast.
 //   - go-kit backs off up to a minute between failed queries; here the
 //     pause is capped at maxQueryBackoff, so the view catches up within a
 //     second of Consul's return.
@@ -66,6 +91,13 @@ type Instancer struct {
 	service string
 	grace   time.Duration
 	log     *slog.Logger
+	ignored prometheus.Gauge
+	held    prometheus.Counter
+
+	// logged holds the entries ignored in the last answer, so that each is
+	// logged once. Only the watch uses it, and it forgets an entry once
+	// Consul no longer lists it.
+	logged map[string]bool
 
 	mu    sync.Mutex
 	state sd.Event // last published, an error included
@@ -81,28 +113,31 @@ type Instancer struct {
 // the current instances when it is returned, then watches for changes until
 // ctx ends or Stop is called. For grace after Consul comes back from an
 // outage or a restart, the instances it lists are added to the last known
-// ones rather than replacing them (see Instancer); 0 trusts Consul's first
-// answer.
-func NewInstancer(ctx context.Context, client *consul.Client, service string, grace time.Duration, logger *slog.Logger) *Instancer {
+// ones rather than replacing them, and for grace after every instance turned
+// critical at once they stay listed (see Instancer); 0 trusts every answer
+// of Consul's. Its metrics go to m, labelled with service as the target.
+func NewInstancer(ctx context.Context, client *consul.Client, service string, grace time.Duration, logger *slog.Logger, m *Metrics) *Instancer {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Instancer{
 		health:  client.Health(),
 		service: service,
 		grace:   grace,
 		log:     logger.With("target", service),
+		ignored: m.ignoredEntries.WithLabelValues(service),
+		held:    m.heldEmptyAnswers.WithLabelValues(service),
 		subs:    map[chan<- sd.Event]struct{}{},
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
 	qctx, qcancel := context.WithTimeout(ctx, firstQueryTimeout)
-	instances, index, err := w.query(qctx, 0, 0)
+	a, index, err := w.query(qctx, 0, 0)
 	qcancel()
 	if err != nil {
 		w.log.Warn("service discovery failing; will keep trying", "err", err)
 		w.state = sd.Event{Err: err}
 	} else {
-		w.state = sd.Event{Instances: instances}
-		w.known = instances
+		w.state = sd.Event{Instances: a.passing}
+		w.known = a.passing
 	}
 	go w.loop(ctx, index, err != nil)
 	return w
@@ -114,15 +149,10 @@ func (w *Instancer) loop(ctx context.Context, index uint64, failing bool) {
 		delay        = minQueryBackoff
 		failedAt     = time.Now()
 		recoverUntil time.Time // until then, answers only add instances
+		holdUntil    time.Time // until then, critical instances stay (see hold)
 	)
 	for {
-		wait := queryWait
-		if !recoverUntil.IsZero() {
-			// Wake up when the grace ends even if Consul has nothing
-			// new, so an instance that never came back is dropped then.
-			wait = max(time.Until(recoverUntil), 10*time.Millisecond)
-		}
-		instances, next, err := w.query(ctx, index, wait)
+		a, next, err := w.query(ctx, index, waitTime(recoverUntil, holdUntil))
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -149,9 +179,11 @@ func (w *Instancer) loop(ctx context.Context, index uint64, failing bool) {
 		if failing {
 			failing = false
 			recoverUntil = time.Now().Add(w.grace)
-			w.log.Info("service discovery recovered", "down_for", time.Since(failedAt).Round(time.Millisecond).String(), "instances", instances)
+			w.log.Info("service discovery recovered", "down_for", time.Since(failedAt).Round(time.Millisecond).String(), "instances", a.passing)
 		}
 		index = max(next, 1) // 0 would turn the next query into a non-blocking one
+		var instances []string
+		instances, holdUntil = w.hold(a, holdUntil)
 		if !recoverUntil.IsZero() {
 			if time.Now().Before(recoverUntil) {
 				instances = w.withLastKnown(instances)
@@ -163,30 +195,140 @@ func (w *Instancer) loop(ctx context.Context, index uint64, failing bool) {
 	}
 }
 
-// query returns the addresses of the passing instances and Consul's index,
-// waiting up to wait for a change past index (no wait if index is 0).
-func (w *Instancer) query(ctx context.Context, index uint64, wait time.Duration) ([]string, uint64, error) {
+// waitTime returns how long the next blocking query may wait: queryWait, or
+// less so that the watch wakes up when the first of the deadlines that are
+// set passes, even if Consul has nothing new to say by then.
+func waitTime(deadlines ...time.Time) time.Duration {
+	wait := queryWait
+	for _, d := range deadlines {
+		if !d.IsZero() {
+			wait = min(wait, max(time.Until(d), 10*time.Millisecond))
+		}
+	}
+	return wait
+}
+
+// answer is what one query found among the entries that are movieapp
+// instances: the instance strings of those that pass, and of those that do
+// not (critical, warning or in maintenance), each sorted.
+type answer struct {
+	passing, critical []string
+}
+
+// query returns the instances of the service and Consul's index, waiting
+// up to wait for a change past index (no wait if index is 0).
+func (w *Instancer) query(ctx context.Context, index uint64, wait time.Duration) (answer, uint64, error) {
 	// Consul adds up to wait/16 of jitter to the wait; past that and a few
 	// seconds more, the connection is dead, not waiting.
 	ctx, cancel := context.WithTimeout(ctx, wait+wait/16+5*time.Second)
 	defer cancel()
 	q := (&consul.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
-	entries, meta, err := w.health.Service(w.service, "", true, q)
+	// Every entry, not only the passing ones: that is what tells instances
+	// that all turned critical from instances that are gone (see hold).
+	entries, meta, err := w.health.Service(w.service, "", false, q)
 	if err != nil {
-		return nil, 0, fmt.Errorf("watch %s instances: %w", w.service, permissionError(err))
+		return answer{}, 0, fmt.Errorf("watch %s instances: %w", w.service, permissionError(err))
 	}
 	if len(entries) == 0 && meta.ResultsFilteredByACLs {
 		// Consul answers a token lacking service:read or node:read with a
 		// 200 and every entry filtered out, not with a 403.
-		return nil, 0, fmt.Errorf("watch %s instances: %w: Consul hid every %s instance from this token, which needs service:read on %q and node:read",
+		return answer{}, 0, fmt.Errorf("watch %s instances: %w: Consul hid every %s instance from this token, which needs service:read on %q and node:read",
 			w.service, ErrPermissionDenied, w.service, w.service)
 	}
-	instances := make([]string, 0, len(entries))
+	return w.sortOut(entries), meta.LastIndex, nil
+}
+
+// sortOut returns the answer of entries. It leaves out the entries that are
+// not movieapp instances, and logs each of them the first time it sees it.
+func (w *Instancer) sortOut(entries []*consul.ServiceEntry) answer {
+	a := answer{passing: []string{}, critical: []string{}}
+	ignored := map[string]bool{}
 	for _, e := range entries {
-		instances = append(instances, entryAddr(e))
+		if reason := notAnInstance(e); reason != "" {
+			key := e.Node.Node + "/" + e.Service.ID // an ID is unique on its node only
+			ignored[key] = true
+			if !w.logged[key] {
+				w.log.Warn("ignoring a Consul entry that is not a movieapp instance",
+					"id", e.Service.ID, "addr", entryAddr(e), "node", e.Node.Node, "reason", reason)
+			}
+			continue
+		}
+		inst := identity.Instance(identity.Of(e.Service.Service, e.Service.ID), entryAddr(e))
+		// What Consul's passing-only query filters on.
+		if e.Checks.AggregatedStatus() == consul.HealthPassing {
+			a.passing = append(a.passing, inst)
+		} else {
+			a.critical = append(a.critical, inst)
+		}
 	}
-	slices.Sort(instances)
-	return instances, meta.LastIndex, nil
+	w.logged = ignored
+	w.ignored.Set(float64(len(ignored)))
+	slices.Sort(a.passing)
+	slices.Sort(a.critical)
+	return a
+}
+
+// notAnInstance returns why e is not an entry that Consul.Register made,
+// in words for the log, or "" if it is one.
+func notAnInstance(e *consul.ServiceEntry) string {
+	id := e.Service.ID
+	i := slices.IndexFunc(e.Checks, func(c *consul.HealthCheck) bool {
+		return c.CheckID == checkID(id) && c.ServiceID == id
+	})
+	want := identity.Of(e.Service.Service, id)
+	got, ok := e.Service.Meta[identity.MetaKey]
+	switch {
+	case i < 0:
+		return fmt.Sprintf("it has no health check %q of its own (registered by hand or through the catalog API?), so nothing tells whether anything runs at its address", checkID(id))
+	case e.Checks[i].Type != "ttl":
+		return fmt.Sprintf("its health check %q is of type %q, not the TTL check that a movieapp instance keeps passing", checkID(id), e.Checks[i].Type)
+	case !ok:
+		return fmt.Sprintf("its metadata has no %s, so it names no instance to check an answer against", identity.MetaKey)
+	case got != want:
+		return fmt.Sprintf("its metadata names the instance %q, not %q", got, want)
+	}
+	return ""
+}
+
+// hold returns the instances to publish for a, and the end of the hold that
+// a leaves the watch in, zero if none; until is the end of the hold before
+// a. While no instance passes, the last published instances that Consul
+// still lists stay for the grace, in case Consul alone is at fault (see
+// Instancer).
+func (w *Instancer) hold(a answer, until time.Time) ([]string, time.Time) {
+	if len(a.passing) > 0 {
+		if !until.IsZero() {
+			w.log.Info("not confirmed: instances passing again", "instances", a.passing)
+		}
+		return a.passing, time.Time{}
+	}
+	held := w.lastKnownAmong(a.critical)
+	switch {
+	case len(held) == 0 || w.grace <= 0:
+		if !until.IsZero() {
+			w.log.Warn("the instances held while critical are gone from Consul; dropping them")
+		}
+		return a.passing, time.Time{}
+	case until.IsZero():
+		w.held.Inc()
+		w.log.Warn("every instance turned critical at once; keeping them for the grace to confirm", "grace", w.grace.String(), "instances", held)
+		return held, time.Now().Add(w.grace)
+	case time.Now().Before(until):
+		return held, until
+	}
+	w.log.Warn("every instance still critical after the grace: confirmed; dropping them", "grace", w.grace.String(), "instances", held)
+	return a.passing, time.Time{}
+}
+
+// lastKnownAmong returns the last published instances that are in sorted.
+func (w *Instancer) lastKnownAmong(sorted []string) []string {
+	w.mu.Lock()
+	known := slices.Clone(w.known)
+	w.mu.Unlock()
+	return slices.DeleteFunc(known, func(inst string) bool {
+		_, found := slices.BinarySearch(sorted, inst)
+		return !found
+	})
 }
 
 // withLastKnown returns instances plus the last published ones.

@@ -5,14 +5,18 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-kit/kit/sd"
 	consul "github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"movieexample.com/internal/devconsul"
+	"movieexample.com/internal/metricstest"
+	"movieexample.com/pkg/identity"
 )
 
 // events collects what an instancer publishes, draining its channel as a
@@ -61,27 +65,65 @@ func (e *events) last() []string {
 	return nil
 }
 
-// logRecords keeps the messages a logger wrote.
+// logRecords keeps what a logger wrote.
 type logRecords struct {
 	mu   sync.Mutex
-	msgs []string
+	recs []logRecord
 }
 
-func (l *logRecords) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
+type logRecord struct {
+	level slog.Level
+	msg   string
+	attrs map[string]string // the logger's own (such as the target) included
+}
+
+func (l *logRecords) logger() *slog.Logger { return slog.New(recordHandler{logs: l}) }
+
+// find returns the records of msg.
+func (l *logRecords) find(msg string) []logRecord {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Message)
+	var found []logRecord
+	for _, r := range l.recs {
+		if r.msg == msg {
+			found = append(found, r)
+		}
+	}
+	return found
+}
+
+func (l *logRecords) has(msg string) bool { return len(l.find(msg)) > 0 }
+
+func (l *logRecords) all() []logRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.recs)
+}
+
+type recordHandler struct {
+	logs  *logRecords
+	attrs []slog.Attr
+}
+
+func (h recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordHandler) Handle(_ context.Context, r slog.Record) error {
+	rec := logRecord{level: r.Level, msg: r.Message, attrs: map[string]string{}}
+	for _, a := range h.attrs {
+		rec.attrs[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.attrs[a.Key] = a.Value.String()
+		return true
+	})
+	h.logs.mu.Lock()
+	defer h.logs.mu.Unlock()
+	h.logs.recs = append(h.logs.recs, rec)
 	return nil
 }
-func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logRecords) WithGroup(string) slog.Handler      { return l }
-
-func (l *logRecords) has(msg string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Contains(l.msgs, msg)
+func (h recordHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return recordHandler{logs: h.logs, attrs: append(slices.Clip(h.attrs), as...)}
 }
+func (h recordHandler) WithGroup(string) slog.Handler { return h }
 
 func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -94,12 +136,52 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 	}
 }
 
-func register(t *testing.T, c *consul.Client, id string, port int) {
+// register registers a rating instance as a movieapp instance does, with a
+// TTL long enough that it turns critical only when a test says so, and
+// returns its instance string.
+func register(t *testing.T, c *consul.Client, id string, port int) string {
 	t.Helper()
-	err := c.Agent().ServiceRegister(&consul.AgentServiceRegistration{ID: id, Name: "rating", Address: "127.0.0.1", Port: port})
-	if err != nil {
+	inst := Instance{ID: id, Service: "rating", Host: "127.0.0.1", Port: port}
+	if err := NewConsul(c).Register(context.Background(), inst, time.Minute, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	return identity.Instance(identity.Of("rating", id), inst.Addr())
+}
+
+// watched is an Instancer of rating and what it published, logged and
+// counted.
+type watched struct {
+	*events
+	logs    *logRecords
+	metrics *prometheus.Registry
+}
+
+func watchRating(t *testing.T, c *consul.Client, grace time.Duration) watched {
+	t.Helper()
+	w := watched{logs: &logRecords{}, metrics: prometheus.NewRegistry()}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := NewInstancer(ctx, c, "rating", grace, w.logs.logger(), NewMetrics(w.metrics))
+	t.Cleanup(func() {
+		cancel()
+		in.Stop()
+	})
+	w.events = subscribe(t, in)
+	return w
+}
+
+// metric returns the value of the series of name for the rating target.
+func (w watched) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	v, ok := metricstest.Gather(t, w.metrics).Value(name, map[string]string{"target": "rating"})
+	if !ok {
+		t.Fatalf("no series %s{target=rating}", name)
+	}
+	return v
+}
+
+// sawEmpty reports whether an empty set of instances was published.
+func (e *events) sawEmpty() bool {
+	return slices.ContainsFunc(e.all(), func(ev sd.Event) bool { return ev.Err == nil && len(ev.Instances) == 0 })
 }
 
 // TestInstancerAfterConsulLosesItsState restarts a real Consul agent
@@ -122,8 +204,8 @@ func TestInstancerAfterConsulLosesItsState(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			register(t, client, "rating-a", 1001)
-			register(t, client, "rating-b", 1002)
+			a := register(t, client, "rating-a", 1001)
+			b := register(t, client, "rating-b", 1002)
 			// The agent syncs a registration to the catalog, which health
 			// queries read, on its own schedule: wait for it, so that the
 			// instancer's first answer already has both and an empty set
@@ -136,10 +218,10 @@ func TestInstancerAfterConsulLosesItsState(t *testing.T) {
 			logs := &logRecords{}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			in := NewInstancer(ctx, client, "rating", tc.grace, slog.New(logs))
+			in := NewInstancer(ctx, client, "rating", tc.grace, logs.logger(), NewMetrics(prometheus.NewRegistry()))
 			defer in.Stop()
 			evs := subscribe(t, in)
-			both := []string{"127.0.0.1:1001", "127.0.0.1:1002"}
+			both := []string{a, b}
 			// The subscriber records events on a goroutine of its own.
 			waitUntil(t, 5*time.Second, "first instances "+fmt.Sprint(both), func() bool { return slices.Equal(evs.last(), both) })
 
@@ -151,17 +233,227 @@ func TestInstancerAfterConsulLosesItsState(t *testing.T) {
 			waitUntil(t, 30*time.Second, "instancer sees Consul back", func() bool { return logs.has("service discovery recovered") })
 			register(t, client, "rating-a", 1001) // b never comes back
 
-			one := []string{"127.0.0.1:1001"}
+			one := []string{a}
 			waitUntil(t, 30*time.Second, "b dropped", func() bool { return slices.Equal(evs.last(), one) })
-			sawEmpty := false
-			for _, ev := range evs.all() {
-				if ev.Err == nil && len(ev.Instances) == 0 {
-					sawEmpty = true
-				}
-			}
-			if sawEmpty != tc.wantEmpty {
+			if sawEmpty := evs.sawEmpty(); sawEmpty != tc.wantEmpty {
 				t.Errorf("an empty set was published: %v, want %v; events: %+v", sawEmpty, tc.wantEmpty, evs.all())
 			}
 		})
+	}
+}
+
+// TestInstancerListsOnlyMovieappInstances registers, next to one instance
+// as Consul.Register does, entries that a movieapp instance did not make,
+// and checks that the Instancer lists the one, logs each other once however
+// many answers list it, counts them, and forgets those that leave Consul.
+func TestInstancerListsOnlyMovieappInstances(t *testing.T) {
+	agent := devconsul.New(t)
+	client, err := agent.Client("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ttlCheck := func(id string) *consul.AgentServiceCheck {
+		return &consul.AgentServiceCheck{CheckID: checkID(id), TTL: "1m", Status: consul.HealthPassing}
+	}
+	meta := func(id string) map[string]string {
+		return map[string]string{identity.MetaKey: identity.Of("rating", id)}
+	}
+	byHand := func(svc *consul.AgentServiceRegistration) error { return client.Agent().ServiceRegister(svc) }
+	// A node of its own: the agent's anti-entropy would delete from its own
+	// node the entries it did not register itself.
+	byCatalog := func(svc *consul.AgentService, check *consul.AgentCheck) error {
+		_, err := client.Catalog().Register(&consul.CatalogRegistration{Node: "by-hand", Address: "127.0.0.1", Service: svc, Check: check}, nil)
+		return err
+	}
+	others := []struct {
+		name, id   string
+		catalog    bool // registered through the catalog API, not the agent
+		register   func(id string) error
+		wantReason string // a part of the reason logged
+	}{
+		{"no check, as consul services register makes it", "rating-nocheck", false, func(id string) error {
+			return byHand(&consul.AgentServiceRegistration{ID: id, Name: "rating", Address: "127.0.0.1", Port: 2001, Meta: meta(id)})
+		}, "no health check"},
+		{"no check, through the catalog API", "rating-catalog", true, func(id string) error {
+			return byCatalog(&consul.AgentService{ID: id, Service: "rating", Port: 2002, Meta: meta(id)}, nil)
+		}, "no health check"},
+		{"a check of another type", "rating-http", true, func(id string) error {
+			return byCatalog(&consul.AgentService{ID: id, Service: "rating", Port: 2003, Meta: meta(id)},
+				&consul.AgentCheck{CheckID: checkID(id), ServiceID: id, Name: "http", Status: consul.HealthPassing, Type: "http"})
+		}, `of type "http"`},
+		{"a TTL check but no identity", "rating-nometa", false, func(id string) error {
+			return byHand(&consul.AgentServiceRegistration{ID: id, Name: "rating", Address: "127.0.0.1", Port: 2004, Check: ttlCheck(id)})
+		}, "no " + identity.MetaKey},
+		{"a TTL check and another instance's identity", "rating-copy", false, func(id string) error {
+			return byHand(&consul.AgentServiceRegistration{ID: id, Name: "rating", Address: "127.0.0.1", Port: 2005, Check: ttlCheck(id), Meta: meta("rating-other")})
+		}, `names the instance "rating/rating-other"`},
+	}
+	for _, o := range others {
+		if err := o.register(o.id); err != nil {
+			t.Fatalf("%s: %v", o.name, err)
+		}
+	}
+	id := NewInstanceID("rating")
+	want := []string{register(t, client, id, 2000)}
+	if got, want := want[0], "rating/"+id+"@127.0.0.1:2000"; got != want {
+		t.Fatalf("instance string %q, want %q", got, want)
+	}
+	waitUntil(t, 10*time.Second, "every entry in the catalog", func() bool {
+		entries, _, err := client.Health().Service("rating", "", false, nil)
+		return err == nil && len(entries) == 1+len(others)
+	})
+
+	w := watchRating(t, client, DefaultGrace)
+	waitUntil(t, 5*time.Second, fmt.Sprint("instances ", want), func() bool { return slices.Equal(w.last(), want) })
+	if got := w.metric(t, "movieapp_discovery_ignored_entries"); got != float64(len(others)) {
+		t.Errorf("ignored_entries = %v, want %d", got, len(others))
+	}
+	// More answers listing the same entries: an instance comes and goes,
+	// twice.
+	for i := range 2 {
+		extra := register(t, client, fmt.Sprintf("rating-extra-%d", i), 2010+i)
+		waitUntil(t, 10*time.Second, "extra instance listed", func() bool { return slices.Contains(w.last(), extra) })
+		if err := client.Agent().ServiceDeregister(fmt.Sprintf("rating-extra-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 10*time.Second, "extra instance dropped", func() bool { return slices.Equal(w.last(), want) })
+	}
+
+	const ignoring = "ignoring a Consul entry that is not a movieapp instance"
+	logged := func(id string) []logRecord {
+		return slices.DeleteFunc(w.logs.find(ignoring), func(r logRecord) bool { return r.attrs["id"] != id })
+	}
+	for _, o := range others {
+		t.Run(o.name, func(t *testing.T) {
+			recs := logged(o.id)
+			if len(recs) != 1 {
+				t.Fatalf("logged %d times, want once: %+v", len(recs), recs)
+			}
+			r := recs[0]
+			if r.level != slog.LevelWarn || r.attrs["target"] != "rating" || !strings.HasPrefix(r.attrs["addr"], "127.0.0.1:") {
+				t.Errorf("logged %+v, want a WARN with target rating and the entry's address", r)
+			}
+			if !strings.Contains(r.attrs["reason"], o.wantReason) {
+				t.Errorf("reason %q, want it to say %q", r.attrs["reason"], o.wantReason)
+			}
+		})
+	}
+
+	// Gone from Consul, an entry is forgotten: back, it is logged again.
+	for _, o := range others {
+		var err error
+		if o.catalog {
+			_, err = client.Catalog().Deregister(&consul.CatalogDeregistration{Node: "by-hand", ServiceID: o.id}, nil)
+		} else {
+			err = client.Agent().ServiceDeregister(o.id)
+		}
+		if err != nil {
+			t.Fatalf("deregister %s: %v", o.id, err)
+		}
+	}
+	waitUntil(t, 10*time.Second, "ignored_entries 0", func() bool { return w.metric(t, "movieapp_discovery_ignored_entries") == 0 })
+	if err := others[0].register(others[0].id); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "an entry back logged again", func() bool { return len(logged(others[0].id)) == 2 })
+	if got := w.metric(t, "movieapp_discovery_ignored_entries"); got != 1 {
+		t.Errorf("ignored_entries = %v, want 1", got)
+	}
+}
+
+// TestInstancerHoldsBackEveryInstanceCritical turns two instances critical
+// or deregisters them, as a paused Consul and a real shutdown do, and checks
+// which answers the Instancer holds back. The grace is long where the
+// instances must be dropped at once, so that dropping them within a few
+// seconds tells the two apart without measuring time.
+func TestInstancerHoldsBackEveryInstanceCritical(t *testing.T) {
+	const (
+		a, b = "rating-a", "rating-b"
+		long = 30 * time.Second
+	)
+	holding := func(time.Duration) string {
+		return "every instance turned critical at once; keeping them for the grace to confirm"
+	}
+	tests := []struct {
+		name  string
+		grace time.Duration
+		// act changes the instances and returns what the Instancer then
+		// publishes in the end.
+		act       func(t *testing.T, c *consul.Client, w watched) []string
+		wantHeld  bool // an answer was held back
+		wantEmpty bool // the empty set was published on the way
+	}{
+		{"both critical and still critical after the grace: held, then dropped", 2 * time.Second,
+			func(t *testing.T, c *consul.Client, w watched) []string {
+				critical(t, c, a, b)
+				waitUntil(t, 10*time.Second, "hold logged", func() bool { return w.logs.has(holding(2 * time.Second)) })
+				return []string{}
+			}, true, true},
+		{"both critical, one passing again within the grace: never empty", long,
+			func(t *testing.T, c *consul.Client, w watched) []string {
+				critical(t, c, a, b)
+				waitUntil(t, 10*time.Second, "hold logged", func() bool { return w.logs.has(holding(long)) })
+				if err := c.Agent().UpdateTTL(checkID(a), "", consul.HealthPassing); err != nil {
+					t.Fatal(err)
+				}
+				return []string{identity.Instance(identity.Of("rating", a), "127.0.0.1:3001")}
+			}, true, false},
+		{"both deregistered: dropped at once", long,
+			func(t *testing.T, c *consul.Client, w watched) []string {
+				for _, id := range []string{a, b} {
+					if err := c.Agent().ServiceDeregister(id); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return []string{}
+			}, false, true},
+		{"one critical: dropped at once", long,
+			func(t *testing.T, c *consul.Client, w watched) []string {
+				critical(t, c, a)
+				return []string{identity.Instance(identity.Of("rating", b), "127.0.0.1:3002")}
+			}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			agent := devconsul.New(t)
+			client, err := agent.Client("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			both := []string{register(t, client, a, 3001), register(t, client, b, 3002)}
+			w := watchRating(t, client, tt.grace)
+			waitUntil(t, 10*time.Second, fmt.Sprint("instances ", both), func() bool { return slices.Equal(w.last(), both) })
+
+			want := tt.act(t, client, w)
+			waitUntil(t, 10*time.Second, fmt.Sprint("instances ", want), func() bool { return slices.Equal(w.last(), want) })
+
+			if held := w.metric(t, "movieapp_discovery_held_empty_answers_total") == 1; held != tt.wantHeld {
+				t.Errorf("an answer held back: %v, want %v; logs: %+v", held, tt.wantHeld, w.logs.all())
+			}
+			if sawEmpty := w.sawEmpty(); sawEmpty != tt.wantEmpty {
+				t.Errorf("the empty set published: %v, want %v; events: %+v", sawEmpty, tt.wantEmpty, w.all())
+			}
+			switch {
+			case tt.wantHeld && tt.wantEmpty:
+				if msg := "every instance still critical after the grace: confirmed; dropping them"; !w.logs.has(msg) {
+					t.Errorf("not logged: %q", msg)
+				}
+			case tt.wantHeld:
+				if msg := "not confirmed: instances passing again"; !w.logs.has(msg) {
+					t.Errorf("not logged: %q", msg)
+				}
+			}
+		})
+	}
+}
+
+// critical turns the TTL checks of the instances ids critical, as Consul
+// does when their TTLs lapse.
+func critical(t *testing.T, c *consul.Client, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if err := c.Agent().UpdateTTL(checkID(id), "", consul.HealthCritical); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"movieexample.com/pkg/backoff"
 )
@@ -42,35 +41,47 @@ func DefaultConfig() Config {
 	}
 }
 
-// Metrics counts what the instance lifecycle does.
+// Metrics counts what the instance lifecycle and the Instancers do.
 type Metrics struct {
-	heartbeats    *prometheus.CounterVec
-	registrations *prometheus.CounterVec
-	registered    prometheus.Gauge
+	heartbeats       *prometheus.CounterVec
+	registrations    *prometheus.CounterVec
+	registered       prometheus.Gauge
+	ignoredEntries   *prometheus.GaugeVec
+	heldEmptyAnswers *prometheus.CounterVec
 }
 
-// NewMetrics registers the lifecycle metrics with r. It panics if r already
-// has them, as prometheus.MustRegister does: give every instance a registry
-// of its own.
+// NewMetrics registers the discovery metrics with r. Called again with the
+// same r it returns the metrics registered the first time: one instance's
+// registration and its Instancers (movie has both) share its one registry.
+// It panics if r holds other metrics of the same names, as
+// prometheus.MustRegister does; give every instance a registry of its own.
 func NewMetrics(r prometheus.Registerer) *Metrics {
-	f := promauto.With(r)
+	const ns, sub = "movieapp", "discovery"
 	m := &Metrics{
-		heartbeats: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "movieapp", Subsystem: "discovery", Name: "heartbeats_total",
+		heartbeats: registerOnce(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "heartbeats_total",
 			Help: "TTL heartbeats sent to the registry, by result (ok, failed).",
-		}, []string{"result"}),
-		registrations: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "movieapp", Subsystem: "discovery", Name: "registrations_total",
+		}, []string{"result"})),
+		registrations: registerOnce(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "registrations_total",
 			Help: "Successful registrations, by reason (initial, reregister after the registry lost the instance).",
-		}, []string{"reason"}),
-		registered: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: "movieapp", Subsystem: "discovery", Name: "registered",
+		}, []string{"reason"})),
+		registered: registerOnce(r, prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "registered",
 			Help: "1 while this instance believes it is registered and passing, 0 otherwise.",
-		}),
+		})),
+		ignoredEntries: registerOnce(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "ignored_entries",
+			Help: "Consul entries of a watched service left out of discovery because a movieapp instance did not register them (no TTL check of their own or no identity metadata), by target.",
+		}, []string{"target"})),
+		heldEmptyAnswers: registerOnce(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "held_empty_answers_total",
+			Help: "Answers in which every instance of a target was critical at once, held back for the grace rather than published as no instance, by target.",
+		}, []string{"target"})),
 	}
 	// Every series exists from the start at 0, so that rate() and alerts
 	// see the first failure or re-registration as an increase rather than
-	// as a series appearing.
+	// as a series appearing. The Instancers' series start with each target.
 	for _, result := range []string{"ok", "failed"} {
 		m.heartbeats.WithLabelValues(result)
 	}
@@ -78,6 +89,19 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 		m.registrations.WithLabelValues(reason)
 	}
 	return m
+}
+
+// registerOnce registers c with r and returns it, or returns the collector
+// r already holds for the same metric. It panics on any other error.
+func registerOnce[C prometheus.Collector](r prometheus.Registerer, c C) C {
+	err := r.Register(c)
+	if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+		return are.ExistingCollector.(C)
+	}
+	if err != nil {
+		panic(err)
+	}
+	return c
 }
 
 // Registration is a registered instance whose TTL is being renewed in the

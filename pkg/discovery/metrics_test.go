@@ -103,3 +103,33 @@ func TestLifecycleMetrics(t *testing.T) {
 		t.Errorf("heartbeat results %v, want exactly failed and ok", got)
 	}
 }
+
+// TestMetricsOfOneRegistryAreShared checks that asking twice for the
+// metrics of one registry, as movie does for its registration and for its
+// Instancers, neither panics nor splits a series in two.
+func TestMetricsOfOneRegistryAreShared(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a, b := NewMetrics(reg), NewMetrics(reg)
+	a.registered.Set(1)
+	a.heldEmptyAnswers.WithLabelValues("rating").Inc()
+	b.heldEmptyAnswers.WithLabelValues("rating").Inc()
+	b.ignoredEntries.WithLabelValues("rating").Set(3)
+
+	got := metricstest.Gather(t, reg)
+	for _, s := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"movieapp_discovery_registered", nil, 1},
+		{"movieapp_discovery_held_empty_answers_total", map[string]string{"target": "rating"}, 2},
+		{"movieapp_discovery_ignored_entries", map[string]string{"target": "rating"}, 3},
+	} {
+		if v, ok := got.Value(s.name, s.labels); !ok || v != s.want {
+			t.Errorf("%s%v = %v (found %v), want %v", s.name, s.labels, v, ok, s.want)
+		}
+	}
+	if problems := got.Lint(t, "movieapp_"); len(problems) > 0 {
+		t.Errorf("promlint: %v", problems)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"movieexample.com/internal/metricstest"
 	metadatahttp "movieexample.com/metadata/httpapi"
 	"movieexample.com/pkg/discovery"
+	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/web"
 	"movieexample.com/rating"
 	ratinghttp "movieexample.com/rating/httpapi"
@@ -42,11 +43,12 @@ func consulGateway(t *testing.T) (upstreams, *discovery.Consul, *prometheus.Regi
 	t.Cleanup(cancel)
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
+	dm := discovery.NewMetrics(reg)
 	logger := quietLogger()
 	rt := web.NewTransport()
 	watch := func(name string, factory sd.Factory, cfg Config) *Upstream {
 		u := New(name, factory, cfg, m, logger)
-		in := discovery.NewInstancer(ctx, client, name, discovery.DefaultGrace, logger)
+		in := discovery.NewInstancer(ctx, client, name, discovery.DefaultGrace, logger, dm)
 		u.Watch(in)
 		t.Cleanup(func() {
 			// Stop leaves the instancer to its creator.
@@ -64,23 +66,20 @@ func consulGateway(t *testing.T) (upstreams, *discovery.Consul, *prometheus.Regi
 	return ups, discovery.NewConsul(client), reg
 }
 
-// registerAt adds an instance of service at the address of srv.
-func registerAt(t *testing.T, r *discovery.Consul, service string, srv *httptest.Server) discovery.Instance {
+// registerAt serves h as a new instance of service, saying so in its
+// identity header, and registers it.
+func registerAt(t *testing.T, r *discovery.Consul, service string, h http.HandlerFunc) discovery.Instance {
 	t.Helper()
+	id := discovery.NewInstanceID(service)
+	srv := httptest.NewServer(identity.Middleware(identity.Of(service, id), h))
+	t.Cleanup(srv.Close)
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	p, _ := strconv.Atoi(port)
-	inst := discovery.Instance{ID: discovery.NewInstanceID(service), Service: service, Host: host, Port: p}
+	inst := discovery.Instance{ID: id, Service: service, Host: host, Port: p}
 	if err := r.Register(context.Background(), inst, time.Minute, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	return inst
-}
-
-func upstreamServer(t *testing.T, h http.HandlerFunc) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -108,9 +107,9 @@ func TestInstancesGaugeFollowsConsul(t *testing.T) {
 	if n := instances("metadata"); n != 0 {
 		t.Fatalf("instances{metadata} = %v with none registered, want 0", n)
 	}
-	a := registerAt(t, consul, "metadata", upstreamServer(t, ok))
+	a := registerAt(t, consul, "metadata", ok)
 	eventually(t, "instances{metadata} == 1 after one joined", func() bool { return instances("metadata") == 1 })
-	b := registerAt(t, consul, "metadata", upstreamServer(t, ok))
+	b := registerAt(t, consul, "metadata", ok)
 	eventually(t, "instances{metadata} == 2 after a second joined", func() bool { return instances("metadata") == 2 })
 	if n := instances("rating"); n != 0 {
 		t.Errorf("instances{rating} = %v, want 0: none registered", n)
@@ -136,7 +135,7 @@ func TestUpstreamCallMetrics(t *testing.T) {
 	ups, consul, reg := consulGateway(t)
 	meta := metadatahttp.NewClient(ups.metadata.Endpoint())
 	rate := ratinghttp.NewClient(ups.rating.Endpoint())
-	registerAt(t, consul, "metadata", upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+	registerAt(t, consul, "metadata", func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Query().Get("id") {
 		case "missing":
 			http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
@@ -145,12 +144,12 @@ func TestUpstreamCallMetrics(t *testing.T) {
 		default:
 			io.WriteString(w, `{"id":"1","title":"t"}`)
 		}
-	}))
+	})
 	// The second instance always fails: calls that land on it are
 	// retried on the first.
-	registerAt(t, consul, "metadata", upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+	registerAt(t, consul, "metadata", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", http.StatusInternalServerError)
-	}))
+	})
 	eventually(t, "both metadata instances discovered", func() bool { return ups.metadata.instances.Load() == 2 })
 
 	ctx := context.Background()
@@ -165,26 +164,47 @@ func TestUpstreamCallMetrics(t *testing.T) {
 	rate.Get(ctx, rating.Key{Type: rating.RecordTypeMovie, ID: "1"}) // no rating instance at all
 
 	m := metricstest.Gather(t, reg)
+	value := func(name, target, outcome string) float64 {
+		v, _ := m.Value(name, map[string]string{"target": target, "outcome": outcome})
+		return v
+	}
+	// Calls, whatever their retries: "missing" may be answered by the
+	// healthy instance at once (404) or after a retry; either way it is one
+	// not_found call.
 	for _, tt := range []struct {
 		target, outcome string
 		want            float64
 	}{
 		{"metadata", "ok", calls},
+		{"metadata", "not_found", 1},
 		{"metadata", "bad_response", 1},
 		{"rating", "unavailable", 1},
 		{"rating", "ok", 0},
 	} {
-		labels := map[string]string{"target": tt.target, "outcome": tt.outcome}
-		if got, _ := m.Value("movieapp_gateway_upstream_requests_total", labels); got != tt.want {
-			t.Errorf("upstream_requests_total%v = %v, want %v", labels, got, tt.want)
+		if got := value("movieapp_gateway_upstream_calls_total", tt.target, tt.outcome); got != tt.want {
+			t.Errorf("upstream_calls_total{%s,%s} = %v, want %v", tt.target, tt.outcome, got, tt.want)
 		}
 	}
-	// "missing" may be answered by the healthy instance at once (404) or
-	// after a retry; either way it is one not_found call.
-	if got, _ := m.Value("movieapp_gateway_upstream_requests_total", map[string]string{"target": "metadata", "outcome": "not_found"}); got != 1 {
-		t.Errorf("upstream_requests_total{metadata,not_found} = %v, want 1", got)
+	// Requests, one per attempt: each call got exactly one answer from the
+	// healthy instance, and the failing one's 500s are requests too; the
+	// rating call found no instance to send a request to.
+	for _, tt := range []struct {
+		target, outcome string
+		want            float64
+	}{
+		{"metadata", "ok", calls},
+		{"metadata", "not_found", 1},
+		{"metadata", "bad_response", 1},
+		{"rating", "unavailable", 0},
+	} {
+		if got := value("movieapp_gateway_upstream_requests_total", tt.target, tt.outcome); got != tt.want {
+			t.Errorf("upstream_requests_total{%s,%s} = %v, want %v", tt.target, tt.outcome, got, tt.want)
+		}
 	}
-	if got, _ := m.Value("movieapp_gateway_upstream_request_duration_seconds", map[string]string{"target": "metadata"}); got != calls+2 {
+	if got := value("movieapp_gateway_upstream_requests_total", "metadata", "unavailable"); got < 1 {
+		t.Errorf("upstream_requests_total{metadata,unavailable} = %v, want at least 1: the failing instance's answers", got)
+	}
+	if got, _ := m.Value("movieapp_gateway_upstream_call_duration_seconds", map[string]string{"target": "metadata"}); got != calls+2 {
 		t.Errorf("duration observations for metadata = %v, want %v (one per call, retries included)", got, calls+2)
 	}
 	// With one of two instances failing, about half the calls hit it first
