@@ -12,8 +12,8 @@ import (
 // TestScenarios is the short version of `make chaos` that CI runs: every
 // scenario, for a couple of seconds each, against the real binaries built
 // with the race detector, and the same expectations as the full run: not
-// one failed request, no answer without its rating except while rating is
-// down, and then every answer degraded.
+// one failed request and not one wrong answer, no answer without its rating
+// except while rating is down, and then every answer degraded.
 func TestScenarios(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

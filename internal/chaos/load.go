@@ -2,9 +2,11 @@ package chaos
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -13,27 +15,93 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"movieexample.com/metadata"
+	"movieexample.com/movie"
+	"movieexample.com/rating"
 )
 
 // Outcome classifies one answer of movie.
 type Outcome int
 
-// Outcomes: a full answer, a 200 with the rating marked missing, and a
-// failure (transport error, non-200 status or an answer without metadata).
+// Outcomes: a full answer, a 200 with the rating marked missing, a failure
+// (transport error, non-200 status or an answer without metadata), and a
+// wrong answer.
+//
+// A wrong answer is one that looks like an answer but is not the truth: a
+// "not found" for a movie that exists, another movie's metadata, a rating
+// other than the seeded one, or a 200 that leaves out a rating the movie
+// has without saying so in "partial". A failure at least says something
+// failed; a wrong answer is a silent one, which is why it is counted apart.
 const (
 	Full Outcome = iota
 	Degraded
 	Failed
+	Wrong
 )
+
+func (o Outcome) String() string {
+	switch o {
+	case Full:
+		return "full"
+	case Degraded:
+		return "degraded"
+	case Failed:
+		return "failed"
+	case Wrong:
+		return "wrong"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
 
 // answer is one request of the load: when it was due, how long it took
 // from then, and what came back.
 type answer struct {
 	due     time.Time
 	latency time.Duration
+	status  int // HTTP status; 0 without an answer
 	outcome Outcome
-	detail  string // why it failed
+	detail  string // why it failed or was wrong
 }
+
+// seeded is what movie must answer for one movie of the seed catalogue.
+type seeded struct {
+	title  string
+	rating *float64 // nil: the movie has no rating, and none may be answered
+}
+
+// catalogue is the seed data every metadata and rating instance starts
+// with (metadata.Seed, rating.Seed), by movie ID: the load asks only for
+// these movies, and never writes, so every answer is checked against it.
+var catalogue = seedCatalogue()
+
+// catalogueIDs are the catalogue's IDs, sorted: the load draws from them.
+var catalogueIDs = slices.Sorted(maps.Keys(catalogue))
+
+func seedCatalogue() map[string]seeded {
+	type sum struct{ total, n int }
+	sums := map[string]sum{}
+	for _, s := range rating.Seed {
+		if s.Key.Type == rating.RecordTypeMovie {
+			x := sums[s.Key.ID]
+			sums[s.Key.ID] = sum{x.total + s.Value, x.n + 1}
+		}
+	}
+	c := map[string]seeded{}
+	for _, m := range metadata.Seed {
+		e := seeded{title: m.Title}
+		if x, ok := sums[m.ID]; ok {
+			avg := float64(x.total) / float64(x.n)
+			e.rating = &avg
+		}
+		c[m.ID] = e
+	}
+	return c
+}
+
+// ratingTolerance absorbs the rounding of an average computed by a store
+// (SQL's AVG) rather than in Go; a wrong rating is off by far more.
+const ratingTolerance = 1e-9
 
 // load sends GET /movie at a fixed rate, each request on its own goroutine
 // at the time it is due: open loop, so a slow answer never delays the next
@@ -98,11 +166,11 @@ func (l *load) run() {
 			return
 		case <-t.C:
 		}
-		id := strconv.Itoa(1 + l.rng.IntN(5))
+		id := catalogueIDs[l.rng.IntN(len(catalogueIDs))]
 		l.inflight.Add(1)
 		go func() {
 			defer l.inflight.Done()
-			a := fetch(l.client, l.base+id)
+			a := fetch(context.Background(), l.client, l.base, id)
 			a.due = due
 			a.latency = time.Since(due)
 			l.mu.Lock()
@@ -115,33 +183,70 @@ func (l *load) run() {
 // movieAnswer is the part of movie's answer the harness checks.
 type movieAnswer struct {
 	Metadata struct {
+		ID    string `json:"id"`
 		Title string `json:"title"`
 	} `json:"metadata"`
+	Rating  *float64 `json:"rating"`
 	Partial []string `json:"partial"`
 }
 
-// fetch asks movie for one movie and classifies the answer.
-func fetch(client *http.Client, url string) answer {
-	resp, err := client.Get(url)
+// fetch asks movie (base is its /movie?id= URL) for movie id, one of the
+// catalogue's, and classifies the answer.
+func fetch(ctx context.Context, client *http.Client, base, id string) answer {
+	var a answer
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+id, nil)
 	if err != nil {
-		return answer{outcome: Failed, detail: err.Error()}
+		a.outcome, a.detail = Failed, err.Error()
+		return a
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp, err := client.Do(req)
+	var body []byte
+	if err == nil {
+		defer resp.Body.Close()
+		a.status = resp.StatusCode
+		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	}
 	switch {
+	case err != nil && a.status != 0:
+		a.outcome, a.detail = Failed, "reading body: "+err.Error()
 	case err != nil:
-		return answer{outcome: Failed, detail: "reading body: " + err.Error()}
-	case resp.StatusCode != http.StatusOK:
-		return answer{outcome: Failed, detail: fmt.Sprintf("status %d: %.200s", resp.StatusCode, bytes.TrimSpace(body))}
+		a.outcome, a.detail = Failed, err.Error()
+	default:
+		a.outcome, a.detail = judge(id, a.status, body)
+	}
+	return a
+}
+
+// judge classifies movie's answer to a request for movie id against the
+// seed catalogue.
+func judge(id string, status int, body []byte) (Outcome, string) {
+	want := catalogue[id]
+	if status != http.StatusOK {
+		detail := fmt.Sprintf("status %d: %.200s", status, bytes.TrimSpace(body))
+		// Every movie the load asks for exists: "not found" is an upstream
+		// that answered for something it is not, not an outage.
+		if status == http.StatusNotFound || bytes.Contains(body, []byte("not found")) {
+			return Wrong, fmt.Sprintf("movie %s exists, got %s", id, detail)
+		}
+		return Failed, detail
 	}
 	var m movieAnswer
 	if err := json.Unmarshal(body, &m); err != nil || m.Metadata.Title == "" {
-		return answer{outcome: Failed, detail: fmt.Sprintf("200 without metadata: %.200s", body)}
+		return Failed, fmt.Sprintf("200 without metadata: %.200s", body)
 	}
-	if len(m.Partial) > 0 {
-		return answer{outcome: Degraded}
+	switch {
+	case m.Metadata.ID != id || m.Metadata.Title != want.title:
+		return Wrong, fmt.Sprintf("asked for movie %s (%q), got %q (%q)", id, want.title, m.Metadata.ID, m.Metadata.Title)
+	case slices.Contains(m.Partial, movie.PartRating):
+		return Degraded, ""
+	case want.rating == nil && m.Rating != nil:
+		return Wrong, fmt.Sprintf("movie %s has no rating, got %v", id, *m.Rating)
+	case want.rating != nil && m.Rating == nil:
+		return Wrong, fmt.Sprintf("200 for movie %s without its rating (%v), and no partial: %.200s", id, *want.rating, body)
+	case want.rating != nil && math.Abs(*m.Rating-*want.rating) > ratingTolerance:
+		return Wrong, fmt.Sprintf("movie %s rated %v, seeded %v", id, *m.Rating, *want.rating)
 	}
-	return answer{outcome: Full}
+	return Full, ""
 }
 
 // finish stops sending, waits for the requests in flight and returns every

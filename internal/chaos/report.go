@@ -13,9 +13,11 @@ import (
 // Result is what one scenario measured.
 type Result struct {
 	Name, Title string
-	// Sent requests; Failed ones (transport error, non-200, no metadata);
-	// Degraded ones (200 with the rating marked missing).
-	Sent, Failed, Degraded int
+	// Sent requests; Failed ones (transport error, non-200, no metadata),
+	// ServerErrors the failed ones that were a 5xx; Wrong ones (an answer
+	// that is not the truth: see Outcome); Degraded ones (200 with the
+	// rating marked missing).
+	Sent, Failed, ServerErrors, Wrong, Degraded int
 	// Expected is, in the dependency-down scenario, how many answers were
 	// due while rating was down and so had to be degraded.
 	Expected int
@@ -26,8 +28,9 @@ type Result struct {
 	// Effects are how long each change took to take effect; a negative
 	// duration means it was not seen.
 	Effects []Effect
-	// Failures holds the first few failures' details.
-	Failures []string
+	// Failures and Wrongs hold the first few failures' and wrong answers'
+	// details.
+	Failures, Wrongs []string
 	// Problems lists every expectation the scenario missed; none means it
 	// passed.
 	Problems []string
@@ -50,7 +53,13 @@ type Effect struct {
 	Took time.Duration
 }
 
+// maxFailures is how many failures, and how many wrong answers, a result
+// keeps the details of.
 const maxFailures = 5
+
+func (a answer) String() string {
+	return fmt.Sprintf("due %s, after %s: %s", a.due.Format("15:04:05.000"), a.latency.Round(time.Millisecond), a.detail)
+}
 
 func (r *Result) effect(what string, took time.Duration) {
 	r.Effects = append(r.Effects, Effect{What: what, Took: took})
@@ -64,9 +73,16 @@ func (r *Result) tally(answers []answer, degradedExpected bool) {
 		switch a.outcome {
 		case Failed:
 			r.Failed++
+			if a.status >= 500 {
+				r.ServerErrors++
+			}
 			if len(r.Failures) < maxFailures {
-				r.Failures = append(r.Failures, fmt.Sprintf("due %s, after %s: %s",
-					a.due.Format("15:04:05.000"), a.latency.Round(time.Millisecond), a.detail))
+				r.Failures = append(r.Failures, a.String())
+			}
+		case Wrong:
+			r.Wrong++
+			if len(r.Wrongs) < maxFailures {
+				r.Wrongs = append(r.Wrongs, a.String())
 			}
 		case Degraded:
 			r.Degraded++
@@ -74,7 +90,10 @@ func (r *Result) tally(answers []answer, degradedExpected bool) {
 	}
 	r.Latency = summarize(answers, nil)
 	if r.Failed > 0 {
-		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d requests failed", r.Failed, r.Sent))
+		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d requests failed (%d with a 5xx)", r.Failed, r.Sent, r.ServerErrors))
+	}
+	if r.Wrong > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d answers were wrong", r.Wrong, r.Sent))
 	}
 	if r.Degraded > 0 && !degradedExpected {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d answers came without the rating", r.Degraded, r.Sent))
@@ -98,9 +117,9 @@ func (r *Result) OK() bool { return len(r.Problems) == 0 }
 // split and problems.
 func Print(w io.Writer, results []*Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tsent\tfailed\tdegraded\tp50\tp99\tmax\tload\t")
+	fmt.Fprintln(tw, "scenario\tsent\tfailed\twrong\tdegraded\tp50\tp99\tmax\tload\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", r.Name, r.Sent, r.Failed, r.Degraded,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", r.Name, r.Sent, r.Failed, r.Wrong, r.Degraded,
 			ms(r.Latency.P50), ms(r.Latency.P99), ms(r.Latency.Max), r.LoadAvg)
 	}
 	tw.Flush()
@@ -124,6 +143,9 @@ func Print(w io.Writer, results []*Result) {
 		fmt.Fprintf(w, "  %-42s %s\n", "requests served per instance", strings.Join(parts, ", "))
 		for _, f := range r.Failures {
 			fmt.Fprintf(w, "  failure: %s\n", f)
+		}
+		for _, f := range r.Wrongs {
+			fmt.Fprintf(w, "  wrong: %s\n", f)
 		}
 		for _, p := range r.Problems {
 			fmt.Fprintf(w, "  PROBLEM: %s\n", p)

@@ -400,7 +400,7 @@ func dependencyDown(ctx context.Context, e *Env, r *Result) error {
 	// The first full answer, from the harness's own probe, marks when movie
 	// has rating back: every request due after it must be full.
 	err = poll(ctx, settle, func() bool {
-		a := fetch(e.client, "http://"+e.movie.Addr+"/movie?id=1")
+		a := fetch(ctx, e.client, "http://"+e.movie.Addr+"/movie?id=", "1")
 		return a.outcome == Full
 	})
 	if err != nil {
