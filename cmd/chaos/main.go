@@ -2,9 +2,9 @@
 // agent and the real service binaries on loopback, drives GET /movie at a
 // steady open-loop rate, runs the resilience scenarios one after another
 // (rolling restart, crash, scale up, Consul outage, dependency down, slow
-// instance) and prints, for each, the requests sent, failed and answered
-// wrongly, latency, the split across instances and how long each change
-// took to take effect. It exits 1 if any scenario lost a request, answered
+// instance, address reuse both ways, foreign entry) and prints, for each,
+// the requests sent, failed and answered wrongly, latency, the split
+// across instances and how long each change took to take effect. It exits 1 if any scenario lost a request, answered
 // one wrongly or missed an expectation.
 //
 //	go run ./cmd/chaos -rate 300 -duration 10s -seed 1

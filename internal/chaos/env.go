@@ -89,6 +89,10 @@ type Env struct {
 	seq       map[string]int
 }
 
+// ttl is the services' -ttl default, which the harness keeps: how long
+// Consul lists an instance as passing after its last heartbeat.
+const ttl = 5 * time.Second
+
 // Start builds nothing: dir holds the three service binaries (see
 // cluster.Build). It starts Consul, two metadata and two rating instances
 // and movie, and waits until movie is ready. Close stops them all.
@@ -172,9 +176,10 @@ func (e *Env) progress(format string, args ...any) {
 
 // startInstance starts one instance of service, waits until it has
 // registered and adds it to the live instances. With slow, it is reached
-// through a slowProxy (no delay yet).
-func (e *Env) startInstance(ctx context.Context, service string, slow bool) (*instance, error) {
-	in, err := e.launch(ctx, service, slow)
+// through a slowProxy (no delay yet). flags are added to the instance's
+// own, after the harness's: "-port", "8080" starts it on that port.
+func (e *Env) startInstance(ctx context.Context, service string, slow bool, flags ...string) (*instance, error) {
+	in, err := e.launch(ctx, service, slow, flags...)
 	if err != nil {
 		return nil, err
 	}
@@ -184,10 +189,10 @@ func (e *Env) startInstance(ctx context.Context, service string, slow bool) (*in
 
 // launch starts an instance without touching the Env's state, so it may run
 // on another goroutine (while Consul is down, registering takes a while).
-func (e *Env) launch(ctx context.Context, service string, slow bool) (*instance, error) {
+func (e *Env) launch(ctx context.Context, service string, slow bool, flags ...string) (*instance, error) {
 	var (
 		proxy *slowProxy
-		extra = slices.Clone(e.cfg.ServiceArgs)
+		extra = append(slices.Clone(e.cfg.ServiceArgs), flags...)
 		err   error
 	)
 	if slow {
@@ -465,23 +470,43 @@ func (c *counters) pollAll() {
 // served reads the instance's movieapp_http_requests_total for its own
 // route, every method and status.
 func (c *counters) served(in *instance) (float64, error) {
-	resp, err := c.probe.Get("http://" + in.Addr + "/metrics")
+	byCode, err := requestsByCode(c.probe, in.Addr, "/"+in.Service)
+	return sum(byCode), err
+}
+
+// requestsByCode reads from the /metrics of the process at addr its
+// movieapp_http_requests_total for route, every method, by status code
+// ("200", "499"...).
+func requestsByCode(probe *http.Client, addr, route string) (map[string]float64, error) {
+	resp, err := probe.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	route := `route="/` + in.Service + `"`
-	total := 0.0
+	routeLabel := `route="` + route + `"`
+	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "movieapp_http_requests_total{") && strings.Contains(line, route) {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			total += v
+		if !strings.HasPrefix(line, "movieapp_http_requests_total{") || !strings.Contains(line, routeLabel) {
+			continue
 		}
+		_, code, _ := strings.Cut(line, `code="`)
+		code, _, _ = strings.Cut(code, `"`)
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		out[code] += v
 	}
-	return total, sc.Err()
+	return out, sc.Err()
+}
+
+// sum adds up the counts of requestsByCode.
+func sum(byCode map[string]float64) float64 {
+	total := 0.0
+	for _, n := range byCode {
+		total += n
+	}
+	return total
 }
 
 // snapshot polls now and returns every instance's count.

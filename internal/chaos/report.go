@@ -31,6 +31,8 @@ type Result struct {
 	// Failures and Wrongs hold the first few failures' and wrong answers'
 	// details.
 	Failures, Wrongs []string
+	// Notes are what a scenario counted besides the load's answers.
+	Notes []string
 	// Problems lists every expectation the scenario missed; none means it
 	// passed.
 	Problems []string
@@ -141,6 +143,9 @@ func Print(w io.Writer, results []*Result) {
 			parts = append(parts, fmt.Sprintf("%s %d", s.Instance, s.Served))
 		}
 		fmt.Fprintf(w, "  %-42s %s\n", "requests served per instance", strings.Join(parts, ", "))
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
 		for _, f := range r.Failures {
 			fmt.Fprintf(w, "  failure: %s\n", f)
 		}

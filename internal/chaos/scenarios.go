@@ -28,7 +28,9 @@ type Scenario struct {
 	degradedExpected bool
 }
 
-// Scenarios returns the six scenarios in the order they run.
+// Scenarios returns the scenarios in the order they run. The last three
+// are ways to get an answer that is not the truth rather than no answer:
+// an entry that leads to another server than the instance it names.
 func Scenarios() []Scenario {
 	return []Scenario{
 		{Name: "rolling-restart", Title: "SIGTERM and restart every metadata and rating instance, one at a time",
@@ -43,6 +45,12 @@ func Scenarios() []Scenario {
 			setup: baseline, run: dependencyDown, check: checkDependencyDown, degradedExpected: true},
 		{Name: "slow-instance", Title: "one of two rating instances answers slowly, then recovers",
 			setup: slowSetup, run: slowInstance},
+		{Name: "address-reuse-rating", Title: "SIGKILL a rating instance; a metadata instance starts on its address within its TTL",
+			setup: baseline, run: addressReuse("rating", "metadata")},
+		{Name: "address-reuse-metadata", Title: "SIGKILL a metadata instance; a rating instance starts on its address within its TTL",
+			setup: baseline, run: addressReuse("metadata", "rating")},
+		{Name: "foreign-entry", Title: "check-less rating and metadata entries in Consul lead to a server that answers 404 to everything",
+			setup: baseline, run: foreignEntry},
 	}
 }
 
