@@ -2,9 +2,10 @@
 // agent and the real service binaries on loopback, drives GET /movie at a
 // steady open-loop rate, runs the resilience scenarios one after another
 // (rolling restart, crash, scale up, Consul outage, dependency down, slow
-// instance, address reuse both ways, foreign entry) and prints, for each,
-// the requests sent, failed and answered wrongly, latency, the split
-// across instances and how long each change took to take effect. It exits 1 if any scenario lost a request, answered
+// instance, address reuse both ways, foreign entry, Consul freeze) and
+// prints, for each, the requests sent, failed and answered wrongly,
+// latency, the split across instances and how long each change took to
+// take effect. It exits 1 if any scenario lost a request, answered
 // one wrongly or missed an expectation.
 //
 //	go run ./cmd/chaos -rate 300 -duration 10s -seed 1
@@ -77,8 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer func() { _ = os.WriteFile(opts.movieLog, []byte(env.MovieLogs()), 0o644) }()
 	}
 
-	fmt.Fprintf(stdout, "rate %.0f/s, duration %s, outage %s, slow delay %s, seed %d, movie args %q, service args %q\n\n",
-		cfg.Rate, cfg.Hold, cfg.Outage, cfg.SlowDelay, cfg.Seed, opts.movieArgs, opts.serviceArgs)
+	fmt.Fprintf(stdout, "rate %.0f/s, duration %s, outage %s, freeze %s, slow delay %s, seed %d, movie args %q, service args %q\n\n",
+		cfg.Rate, cfg.Hold, cfg.Outage, cfg.Freeze, cfg.SlowDelay, cfg.Seed, opts.movieArgs, opts.serviceArgs)
 	return runScenarios(ctx, stdout, env, cfg.Seed, scenarios)
 }
 
@@ -99,6 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (chaos.Config, options, error) 
 	fs.Float64Var(&cfg.Rate, "rate", 300, "requests per second sent to movie")
 	fs.DurationVar(&cfg.Hold, "duration", 10*time.Second, "steady load before and after each scenario's change")
 	fs.DurationVar(&cfg.Outage, "outage", 30*time.Second, "how long Consul stays down")
+	fs.DurationVar(&cfg.Freeze, "freeze", 20*time.Second, "how long Consul stays stopped (SIGSTOP) in consul-freeze")
 	fs.DurationVar(&cfg.SlowDelay, "slow-delay", 2*time.Second, "how long the slow instance holds each answer")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the request mix and the choice of victims")
 	fs.StringVar(&opts.only, "scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(names(), ","))
@@ -111,8 +113,8 @@ func parseFlags(args []string, stderr io.Writer) (chaos.Config, options, error) 
 	if err := fs.Parse(args); err != nil {
 		return cfg, opts, err
 	}
-	if cfg.Rate <= 0 || cfg.Hold <= 0 || cfg.Outage <= 0 || cfg.SlowDelay <= 0 {
-		return cfg, opts, errors.New("rate, duration, outage and slow-delay must be positive")
+	if cfg.Rate <= 0 || cfg.Hold <= 0 || cfg.Outage <= 0 || cfg.Freeze <= 0 || cfg.SlowDelay <= 0 {
+		return cfg, opts, errors.New("rate, duration, outage, freeze and slow-delay must be positive")
 	}
 	cfg.MovieArgs = strings.Fields(opts.movieArgs)
 	cfg.ServiceArgs = strings.Fields(opts.serviceArgs)

@@ -24,6 +24,7 @@ func TestScenarios(t *testing.T) {
 		Rate:      100,
 		Hold:      2 * time.Second,
 		Outage:    6 * time.Second,
+		Freeze:    20 * time.Second, // the case reported, as in make chaos
 		SlowDelay: 2 * time.Second,
 		Seed:      1,
 		Progress:  testWriter{t},

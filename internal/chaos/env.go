@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
@@ -35,6 +36,10 @@ type Config struct {
 	Hold time.Duration
 	// Outage is how long Consul stays down in the Consul outage scenario.
 	Outage time.Duration
+	// Freeze is how long Consul stays stopped (SIGSTOP) in the Consul
+	// freeze scenario; longer than the services' TTL, every TTL timer is
+	// overdue when Consul resumes.
+	Freeze time.Duration
 	// SlowDelay is how long the slow instance holds each answer; above
 	// movie's per-attempt timeout, it is an instance that has hung.
 	SlowDelay time.Duration
@@ -87,6 +92,7 @@ type Env struct {
 	instances map[string][]*instance // by service: the live ones
 	counts    *counters
 	seq       map[string]int
+	frozen    int // the PID of the Consul agent while it is stopped (SIGSTOP), else 0
 }
 
 // ttl is the services' -ttl default, which the harness keeps: how long
@@ -141,8 +147,10 @@ func Start(ctx context.Context, dir string, cfg Config) (*Env, error) {
 }
 
 // Close stops every process, movie first so nothing calls a stopped
-// upstream, then Consul.
+// upstream, then Consul. A Consul left stopped by a failed scenario is
+// resumed first: every process's deregistration would wait on it.
 func (e *Env) Close() {
+	_ = e.thawConsul()
 	if e.movie != nil {
 		_, _ = e.movie.Stop()
 	}
@@ -252,6 +260,34 @@ func (e *Env) forget(in *instance) {
 			return
 		}
 	}
+}
+
+// freezeConsul stops the Consul agent's process with SIGSTOP: it keeps its
+// sockets and state, so connections to it are accepted by the kernel and
+// then wait, as with an agent that hangs (a long GC pause, a stalled disk, a
+// paused VM). thawConsul must follow, on every path.
+func (e *Env) freezeConsul() error {
+	pid := e.agent.PID()
+	if pid <= 0 { // stopped; and kill(0) would stop the harness's own group
+		return errors.New("freeze consul: the agent is not running")
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("freeze consul: %w", err)
+	}
+	e.frozen = pid
+	return nil
+}
+
+// thawConsul resumes a Consul agent stopped by freezeConsul, if it is.
+func (e *Env) thawConsul() error {
+	if e.frozen == 0 {
+		return nil
+	}
+	if err := syscall.Kill(e.frozen, syscall.SIGCONT); err != nil {
+		return fmt.Errorf("resume consul: %w", err)
+	}
+	e.frozen = 0
+	return nil
 }
 
 // waitReady waits until movie's /ready answers 200: registered, and both

@@ -28,9 +28,10 @@ type Scenario struct {
 	degradedExpected bool
 }
 
-// Scenarios returns the scenarios in the order they run. The last three
-// are ways to get an answer that is not the truth rather than no answer:
-// an entry that leads to another server than the instance it names.
+// Scenarios returns the scenarios in the order they run. The last four are
+// ways to get an answer that is not the truth rather than no answer: an
+// entry that leads to another server than the instance it names, and a
+// Consul that freezes.
 func Scenarios() []Scenario {
 	return []Scenario{
 		{Name: "rolling-restart", Title: "SIGTERM and restart every metadata and rating instance, one at a time",
@@ -51,6 +52,8 @@ func Scenarios() []Scenario {
 			setup: baseline, run: addressReuse("metadata", "rating")},
 		{Name: "foreign-entry", Title: "check-less rating and metadata entries in Consul lead to a server that answers 404 to everything",
 			setup: baseline, run: foreignEntry},
+		{Name: "consul-freeze", Title: "stop Consul with SIGSTOP for longer than the TTL, then resume it",
+			setup: baseline, run: consulFreeze},
 	}
 }
 
