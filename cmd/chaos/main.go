@@ -2,10 +2,10 @@
 // agent and the real service binaries on loopback, drives GET /movie at a
 // steady open-loop rate, runs the resilience scenarios one after another
 // (rolling restart, crash, scale up, Consul outage, dependency down, slow
-// instance, address reuse both ways, foreign entry, Consul freeze) and
-// prints, for each, the requests sent, failed and answered wrongly,
-// latency, the split across instances and how long each change took to
-// take effect. It exits 1 if any scenario lost a request, answered
+// instance, address reuse both ways, foreign entry, Consul freeze, client
+// hang-ups) and prints, for each, the requests sent, failed and answered
+// wrongly, latency, the split across instances and how long each change
+// took to take effect. It exits 1 if any scenario lost a request, answered
 // one wrongly or missed an expectation.
 //
 //	go run ./cmd/chaos -rate 300 -duration 10s -seed 1

@@ -371,7 +371,9 @@ func poll(ctx context.Context, within time.Duration, cond func() bool) error {
 // logRecord is the part of a service's JSON log line the harness reads.
 type logRecord struct {
 	Time      time.Time `json:"time"`
+	Level     string    `json:"level"`
 	Msg       string    `json:"msg"`
+	Err       string    `json:"err"`
 	Target    string    `json:"target"`
 	Instances []string  `json:"instances"`
 	Instance  string    `json:"instance"`
@@ -390,7 +392,7 @@ func addrOf(instance string) string {
 }
 
 // logTail reads a process's log lines once each and keeps the records the
-// scenarios time their changes by.
+// scenarios time their changes by, and every ERROR line.
 type logTail struct {
 	p    *cluster.Process
 	next int
@@ -409,8 +411,15 @@ func (t *logTail) refresh() {
 	lines := t.p.LogLines(t.next)
 	t.next += len(lines)
 	for _, l := range lines {
+		// A field of another type than logRecord's (an "err" logged as an
+		// object) leaves that field out, not the line: an ERROR line must
+		// not go unseen for its shape.
 		var r logRecord
-		if json.Unmarshal([]byte(l), &r) != nil || !timedMessages[r.Msg] {
+		var typeErr *json.UnmarshalTypeError
+		if err := json.Unmarshal([]byte(l), &r); err != nil && !errors.As(err, &typeErr) {
+			continue
+		}
+		if !timedMessages[r.Msg] && r.Level != "ERROR" {
 			continue
 		}
 		r.Instance = addrOf(r.Instance)

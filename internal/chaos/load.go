@@ -25,8 +25,8 @@ import (
 type Outcome int
 
 // Outcomes: a full answer, a 200 with the rating marked missing, a failure
-// (transport error, non-200 status or an answer without metadata), and a
-// wrong answer.
+// (transport error, non-200 status or an answer without metadata), a wrong
+// answer, and a request whose client hung up before the answer came.
 //
 // A wrong answer is one that looks like an answer but is not the truth: a
 // "not found" for a movie that exists, another movie's metadata, a rating
@@ -38,6 +38,7 @@ const (
 	Degraded
 	Failed
 	Wrong
+	HungUp
 )
 
 func (o Outcome) String() string {
@@ -50,6 +51,8 @@ func (o Outcome) String() string {
 		return "failed"
 	case Wrong:
 		return "wrong"
+	case HungUp:
+		return "hung up"
 	}
 	return "Outcome(" + strconv.Itoa(int(o)) + ")"
 }
@@ -103,6 +106,15 @@ func seedCatalogue() map[string]seeded {
 // (SQL's AVG) rather than in Go; a wrong rating is off by far more.
 const ratingTolerance = 1e-9
 
+// Hang-ups: a client of the hang-up stream cancels its request this long
+// after sending it, drawn uniformly in between; long enough for the
+// request to reach movie, short enough that movie is still waiting on its
+// upstreams (see the client-hangup scenario).
+const (
+	hangUpMin = time.Millisecond
+	hangUpMax = 5 * time.Millisecond
+)
+
 // load sends GET /movie at a fixed rate, each request on its own goroutine
 // at the time it is due: open loop, so a slow answer never delays the next
 // request and latency is measured from when the request was due, not from
@@ -112,6 +124,7 @@ type load struct {
 	base   string
 	rate   float64
 	rng    *rand.Rand // used by the scheduling goroutine only
+	hangUp bool       // every client cancels its request shortly after sending it
 
 	mu      sync.Mutex
 	answers []answer
@@ -140,16 +153,30 @@ func newClient(timeout time.Duration) *http.Client {
 // startLoad starts sending to movie at addr; ids are drawn from the seed
 // catalogue ("1" to "5"; "5" has no rating, which is a full answer).
 func startLoad(client *http.Client, addr string, rate float64, seed uint64) *load {
-	l := &load{
+	l := newLoad(client, addr, rate, seed)
+	l.schedule.Add(1)
+	go l.run()
+	return l
+}
+
+// startHangUps starts a stream like startLoad's whose every client hangs
+// up between hangUpMin and hangUpMax after sending its request.
+func startHangUps(client *http.Client, addr string, rate float64, seed uint64) *load {
+	l := newLoad(client, addr, rate, seed)
+	l.hangUp = true
+	l.schedule.Add(1)
+	go l.run()
+	return l
+}
+
+func newLoad(client *http.Client, addr string, rate float64, seed uint64) *load {
+	return &load{
 		client: client,
 		base:   "http://" + addr + "/movie?id=",
 		rate:   rate,
 		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		stop:   make(chan struct{}),
 	}
-	l.schedule.Add(1)
-	go l.run()
-	return l
 }
 
 func (l *load) run() {
@@ -167,10 +194,20 @@ func (l *load) run() {
 		case <-t.C:
 		}
 		id := catalogueIDs[l.rng.IntN(len(catalogueIDs))]
+		var hangUpAfter time.Duration
+		if l.hangUp {
+			hangUpAfter = hangUpMin + time.Duration(l.rng.Int64N(int64(hangUpMax-hangUpMin)))
+		}
 		l.inflight.Add(1)
 		go func() {
 			defer l.inflight.Done()
-			a := fetch(context.Background(), l.client, l.base, id)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if hangUpAfter > 0 {
+				t := time.AfterFunc(hangUpAfter, cancel)
+				defer t.Stop()
+			}
+			a := fetch(ctx, l.client, l.base, id)
 			a.due = due
 			a.latency = time.Since(due)
 			l.mu.Lock()
@@ -191,7 +228,8 @@ type movieAnswer struct {
 }
 
 // fetch asks movie (base is its /movie?id= URL) for movie id, one of the
-// catalogue's, and classifies the answer.
+// catalogue's, and classifies the answer. A request that ends because ctx
+// was canceled is a hang-up, whatever the error says.
 func fetch(ctx context.Context, client *http.Client, base, id string) answer {
 	var a answer
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+id, nil)
@@ -207,6 +245,8 @@ func fetch(ctx context.Context, client *http.Client, base, id string) answer {
 		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	}
 	switch {
+	case err != nil && ctx.Err() != nil:
+		a.outcome = HungUp
 	case err != nil && a.status != 0:
 		a.outcome, a.detail = Failed, "reading body: "+err.Error()
 	case err != nil:

@@ -41,6 +41,7 @@ type Result struct {
 	LoadAvg string
 
 	downFrom, downUntil, fullFrom time.Time
+	hangUps                       *hangUpCounts // the client-hangup scenario's
 }
 
 // Share is one instance's part of a scenario's upstream traffic.

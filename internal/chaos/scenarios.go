@@ -28,10 +28,11 @@ type Scenario struct {
 	degradedExpected bool
 }
 
-// Scenarios returns the scenarios in the order they run. The last four are
-// ways to get an answer that is not the truth rather than no answer: an
-// entry that leads to another server than the instance it names, and a
-// Consul that freezes.
+// Scenarios returns the scenarios in the order they run. The last five are
+// ways to get an answer that is not the truth, or a hang-up counted as a
+// server's failure, rather than no answer: an entry that leads to another
+// server than the instance it names, a Consul that freezes, and clients
+// that go away.
 func Scenarios() []Scenario {
 	return []Scenario{
 		{Name: "rolling-restart", Title: "SIGTERM and restart every metadata and rating instance, one at a time",
@@ -54,6 +55,8 @@ func Scenarios() []Scenario {
 			setup: baseline, run: foreignEntry},
 		{Name: "consul-freeze", Title: "stop Consul with SIGSTOP for longer than the TTL, then resume it",
 			setup: baseline, run: consulFreeze},
+		{Name: "client-hangup", Title: "besides the load, clients that hang up 1-5ms after sending, while movie waits on slowed instances",
+			setup: hangUpSetup, run: clientHangup, check: checkHangUp},
 	}
 }
 
@@ -458,11 +461,20 @@ func slowSetup(ctx context.Context, e *Env) error {
 	if err := baseline(ctx, e); err != nil {
 		return err
 	}
-	if _, err := e.startInstance(ctx, "rating", true); err != nil {
+	if err := e.slowOne(ctx, "rating"); err != nil {
 		return err
 	}
-	e.stopInstance(e.instances["rating"][0])
 	return e.settled(ctx)
+}
+
+// slowOne replaces the first instance of service with one reached through
+// a slowProxy, with no delay yet.
+func (e *Env) slowOne(ctx context.Context, service string) error {
+	if _, err := e.startInstance(ctx, service, true); err != nil {
+		return err
+	}
+	e.stopInstance(e.instances[service][0])
+	return nil
 }
 
 func slowInstance(ctx context.Context, e *Env, r *Result) error {
