@@ -12,7 +12,7 @@ import (
 // wait. A freeze longer than the TTL leaves every TTL timer overdue when it
 // resumes: Consul may mark every instance critical at once before the
 // heartbeats that waited reach it, and a gateway that believes that
-// answer has no instance left.
+// answer has no instance left, though every one is alive.
 func consulFreeze(ctx context.Context, e *Env, r *Result) error {
 	if err := hold(ctx, e.cfg.Hold); err != nil {
 		return err
@@ -38,15 +38,22 @@ func consulFreeze(ctx context.Context, e *Env, r *Result) error {
 	r.effect("resume to every instance passing", time.Since(resumed))
 	settleErr := e.settled(ctx)
 	// A view that lost instances on the resume, however briefly, is what
-	// the load may or may not have run into: it is reported either way.
+	// the load may or may not have run into: it is reported either way,
+	// and a view left empty is a problem even when no request of the load
+	// fell in the few milliseconds it lasted, since every instance was
+	// alive and serving throughout.
 	for _, service := range []string{"metadata", "rating"} {
 		note := fmt.Sprintf("%s instances in movie's view after the resume: ", service)
-		if n, at, ok := e.fewestInView(service, resumed); ok {
-			note += fmt.Sprintf("down to %d of %d, %s after it", n, len(e.instances[service]), at.Sub(resumed).Round(time.Millisecond))
-		} else {
-			note += "never fewer than the live ones"
+		n, at, ok := e.fewestInView(service, resumed)
+		if !ok {
+			r.Notes = append(r.Notes, note+"never fewer than the live ones")
+			continue
 		}
-		r.Notes = append(r.Notes, note)
+		after := at.Sub(resumed).Round(time.Millisecond)
+		r.Notes = append(r.Notes, note+fmt.Sprintf("down to %d of %d, %s after it", n, len(e.instances[service]), after))
+		if n == 0 {
+			r.Problems = append(r.Problems, fmt.Sprintf("movie's view of %s went empty %s after the resume, every instance alive", service, after))
+		}
 	}
 	if settleErr != nil {
 		return settleErr
