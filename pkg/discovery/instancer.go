@@ -70,11 +70,14 @@ const (
 //     asks for passing instances only, publishes the empty set. Here Consul
 //     is asked for every entry, so an answer in which no instance passes but
 //     the last published ones are still registered is told from one in which
-//     they are gone. Those instances stay in use for the grace, while Consul
-//     is asked again, and are dropped only if none passes by then. Instances
-//     whose entries are gone (deregistered at shutdown) are dropped at once,
-//     as is one that turns critical while another still passes: a service
-//     that is really down still fails its callers fast.
+//     they are gone. Those instances stay in use for the grace, each until it
+//     passes again or leaves Consul, and the ones still critical then are
+//     dropped. Instances whose entries are gone (deregistered at shutdown)
+//     or put in maintenance are dropped at once, as is one that turns
+//     critical while another still passes: a service that is shut down still
+//     fails its callers fast. The price: when every instance of a service
+//     crashes at once, which a Consul pause looks exactly like from here,
+//     they stay in use one grace longer, where their breakers skip them.
 //   - go-kit backs off up to a minute between failed queries; here the
 //     pause is capped at maxQueryBackoff, so the view catches up within a
 //     second of Consul's return.
@@ -92,7 +95,7 @@ type Instancer struct {
 	grace   time.Duration
 	log     *slog.Logger
 	ignored prometheus.Gauge
-	held    prometheus.Counter
+	holds   prometheus.Counter
 
 	// logged holds the entries ignored in the last answer, so that each is
 	// logged once. Only the watch uses it, and it forgets an entry once
@@ -124,7 +127,7 @@ func NewInstancer(ctx context.Context, client *consul.Client, service string, gr
 		grace:   grace,
 		log:     logger.With("target", service),
 		ignored: m.ignoredEntries.WithLabelValues(service),
-		held:    m.heldEmptyAnswers.WithLabelValues(service),
+		holds:   m.holds.WithLabelValues(service),
 		subs:    map[chan<- sd.Event]struct{}{},
 		cancel:  cancel,
 		done:    make(chan struct{}),
@@ -149,14 +152,16 @@ func (w *Instancer) loop(ctx context.Context, index uint64, failing bool) {
 		delay        = minQueryBackoff
 		failedAt     = time.Now()
 		recoverUntil time.Time // until then, answers only add instances
-		holdUntil    time.Time // until then, critical instances stay (see hold)
+		h            holding   // instances kept while critical (see hold)
 	)
 	for {
-		a, next, err := w.query(ctx, index, waitTime(recoverUntil, holdUntil))
+		a, next, err := w.query(ctx, index, waitTime(recoverUntil, h.until))
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
+			// The recovery grace that follows covers what a hold would.
+			h = holding{}
 			if !failing {
 				failing, failedAt = true, time.Now()
 				w.log.Warn("service discovery failing; keeping the last known instances", "err", err)
@@ -172,7 +177,7 @@ func (w *Instancer) loop(ctx context.Context, index uint64, failing bool) {
 			// Consul's index went backwards: the agent lost its state
 			// between two queries without us seeing it down.
 			w.log.Warn("Consul index went backwards; treating it as a restarted agent", "index", next, "previous", index)
-			index, recoverUntil = 0, time.Now().Add(w.grace)
+			index, recoverUntil, h = 0, time.Now().Add(w.grace), holding{}
 			continue
 		}
 		delay = minQueryBackoff
@@ -182,14 +187,14 @@ func (w *Instancer) loop(ctx context.Context, index uint64, failing bool) {
 			w.log.Info("service discovery recovered", "down_for", time.Since(failedAt).Round(time.Millisecond).String(), "instances", a.passing)
 		}
 		index = max(next, 1) // 0 would turn the next query into a non-blocking one
+		if !recoverUntil.IsZero() && !time.Now().Before(recoverUntil) {
+			recoverUntil = time.Time{}
+		}
 		var instances []string
-		instances, holdUntil = w.hold(a, holdUntil)
-		if !recoverUntil.IsZero() {
-			if time.Now().Before(recoverUntil) {
-				instances = w.withLastKnown(instances)
-			} else {
-				recoverUntil = time.Time{}
-			}
+		if recoverUntil.IsZero() {
+			instances, h = w.hold(a, h)
+		} else {
+			instances = w.withLastKnown(a.passing)
 		}
 		w.publish(sd.Event{Instances: instances})
 	}
@@ -210,7 +215,7 @@ func waitTime(deadlines ...time.Time) time.Duration {
 
 // answer is what one query found among the entries that are movieapp
 // instances: the instance strings of those that pass, and of those that do
-// not (critical, warning or in maintenance), each sorted.
+// not (critical or warning; not those in maintenance), each sorted.
 type answer struct {
 	passing, critical []string
 }
@@ -254,10 +259,14 @@ func (w *Instancer) sortOut(entries []*consul.ServiceEntry) answer {
 			continue
 		}
 		inst := identity.Instance(identity.Of(e.Service.Service, e.Service.ID), entryAddr(e))
-		// What Consul's passing-only query filters on.
-		if e.Checks.AggregatedStatus() == consul.HealthPassing {
+		// AggregatedStatus is what Consul's passing-only query filters on.
+		// An instance (or node) put in maintenance was taken out on purpose:
+		// it is no instance to hold.
+		switch e.Checks.AggregatedStatus() {
+		case consul.HealthPassing:
 			a.passing = append(a.passing, inst)
-		} else {
+		case consul.HealthMaint:
+		default:
 			a.critical = append(a.critical, inst)
 		}
 	}
@@ -290,43 +299,61 @@ func notAnInstance(e *consul.ServiceEntry) string {
 	return ""
 }
 
-// hold returns the instances to publish for a, and the end of the hold that
-// a leaves the watch in, zero if none; until is the end of the hold before
-// a. While no instance passes, the last published instances that Consul
-// still lists stay for the grace, in case Consul alone is at fault (see
-// Instancer).
-func (w *Instancer) hold(a answer, until time.Time) ([]string, time.Time) {
-	if len(a.passing) > 0 {
-		if !until.IsZero() {
-			w.log.Info("not confirmed: instances passing again", "instances", a.passing)
-		}
-		return a.passing, time.Time{}
-	}
-	held := w.lastKnownAmong(a.critical)
-	switch {
-	case len(held) == 0 || w.grace <= 0:
-		if !until.IsZero() {
-			w.log.Warn("the instances held while critical are gone from Consul; dropping them")
-		}
-		return a.passing, time.Time{}
-	case until.IsZero():
-		w.held.Inc()
-		w.log.Warn("every instance turned critical at once; keeping them for the grace to confirm", "grace", w.grace.String(), "instances", held)
-		return held, time.Now().Add(w.grace)
-	case time.Now().Before(until):
-		return held, until
-	}
-	w.log.Warn("every instance still critical after the grace: confirmed; dropping them", "grace", w.grace.String(), "instances", held)
-	return a.passing, time.Time{}
+// holding is a hold the watch is in: the instances kept in use while
+// Consul lists them as critical, until a deadline. The zero value is no
+// hold.
+type holding struct {
+	instances []string // sorted
+	until     time.Time
 }
 
-// lastKnownAmong returns the last published instances that are in sorted.
-func (w *Instancer) lastKnownAmong(sorted []string) []string {
+// hold returns the instances to publish for a, and the hold a leaves the
+// watch in; h is the hold before a.
+//
+// A hold starts when no instance passes while some of the last published
+// ones are still listed (critical, not deregistered): in case Consul alone
+// is at fault (see Instancer), those stay in use for the grace. During the
+// hold each held instance stays until it passes again (it is then in a's
+// passing ones anyway) or leaves Consul; when the grace ends, the ones still
+// critical are dropped. Without a hold, a is published as it is.
+func (w *Instancer) hold(a answer, h holding) ([]string, holding) {
+	if h.until.IsZero() {
+		if len(a.passing) > 0 || w.grace <= 0 {
+			return a.passing, holding{}
+		}
+		held := intersect(w.lastKnown(), a.critical)
+		if len(held) == 0 {
+			return a.passing, holding{}
+		}
+		w.holds.Inc()
+		w.log.Warn("every instance turned critical at once; keeping them for the grace to confirm", "grace", w.grace.String(), "instances", held)
+		return held, holding{instances: held, until: time.Now().Add(w.grace)}
+	}
+	kept := intersect(h.instances, a.critical)
+	switch {
+	case len(kept) == 0:
+		w.log.Info("not confirmed: the instances held are passing again or gone from Consul", "instances", a.passing)
+		return a.passing, holding{}
+	case !time.Now().Before(h.until):
+		w.log.Warn("instances still critical after the grace: confirmed; dropping them", "grace", w.grace.String(), "instances", kept)
+		return a.passing, holding{}
+	}
+	merged := slices.Concat(a.passing, kept)
+	slices.Sort(merged)
+	return merged, holding{instances: kept, until: h.until}
+}
+
+// lastKnown returns the last published instances.
+func (w *Instancer) lastKnown() []string {
 	w.mu.Lock()
-	known := slices.Clone(w.known)
-	w.mu.Unlock()
-	return slices.DeleteFunc(known, func(inst string) bool {
-		_, found := slices.BinarySearch(sorted, inst)
+	defer w.mu.Unlock()
+	return slices.Clone(w.known)
+}
+
+// intersect returns the instances of a that are also in b, which is sorted.
+func intersect(a, b []string) []string {
+	return slices.DeleteFunc(slices.Clone(a), func(inst string) bool {
+		_, found := slices.BinarySearch(b, inst)
 		return !found
 	})
 }

@@ -362,56 +362,69 @@ func TestInstancerListsOnlyMovieappInstances(t *testing.T) {
 }
 
 // TestInstancerHoldsBackEveryInstanceCritical turns two instances critical
-// or deregisters them, as a paused Consul and a real shutdown do, and checks
-// which answers the Instancer holds back. The grace is long where the
-// instances must be dropped at once, so that dropping them within a few
-// seconds tells the two apart without measuring time.
+// in one Consul transaction, as a resuming Consul firing its overdue TTL
+// timers does, or deregisters them, or puts them in maintenance, and checks
+// which answers the Instancer holds back. The instances are registered in
+// the catalog on a node of their own, so that the agent's anti-entropy
+// leaves the test's changes alone and one transaction changes both at once.
+// The grace is long where the instances must be dropped at once, so that
+// dropping them within a few seconds tells the two apart without measuring
+// time.
 func TestInstancerHoldsBackEveryInstanceCritical(t *testing.T) {
 	const (
 		a, b = "rating-a", "rating-b"
 		long = 30 * time.Second
 	)
-	holding := func(time.Duration) string {
-		return "every instance turned critical at once; keeping them for the grace to confirm"
-	}
+	const holdStarted = "every instance turned critical at once; keeping them for the grace to confirm"
+	instA := identity.Instance(identity.Of("rating", a), "127.0.0.1:3001")
+	instB := identity.Instance(identity.Of("rating", b), "127.0.0.1:3002")
 	tests := []struct {
 		name  string
 		grace time.Duration
 		// act changes the instances and returns what the Instancer then
 		// publishes in the end.
 		act       func(t *testing.T, c *consul.Client, w watched) []string
-		wantHeld  bool // an answer was held back
-		wantEmpty bool // the empty set was published on the way
+		wantHeld  bool   // a hold started
+		wantEmpty bool   // the empty set was published on the way
+		wantLog   string // logged at the end of the hold
 	}{
 		{"both critical and still critical after the grace: held, then dropped", 2 * time.Second,
 			func(t *testing.T, c *consul.Client, w watched) []string {
-				critical(t, c, a, b)
-				waitUntil(t, 10*time.Second, "hold logged", func() bool { return w.logs.has(holding(2 * time.Second)) })
+				setChecks(t, c, consul.HealthCritical, a, b)
 				return []string{}
-			}, true, true},
-		{"both critical, one passing again within the grace: never empty", long,
+			}, true, true, "instances still critical after the grace: confirmed; dropping them"},
+		{"both critical, then passing again one by one within the grace: never fewer", long,
 			func(t *testing.T, c *consul.Client, w watched) []string {
-				critical(t, c, a, b)
-				waitUntil(t, 10*time.Second, "hold logged", func() bool { return w.logs.has(holding(long)) })
-				if err := c.Agent().UpdateTTL(checkID(a), "", consul.HealthPassing); err != nil {
-					t.Fatal(err)
-				}
-				return []string{identity.Instance(identity.Of("rating", a), "127.0.0.1:3001")}
-			}, true, false},
+				setChecks(t, c, consul.HealthCritical, a, b)
+				waitUntil(t, 10*time.Second, "hold logged", func() bool { return w.logs.has(holdStarted) })
+				setChecks(t, c, consul.HealthPassing, a)
+				// b, still critical, stays held while a passes.
+				waitUntil(t, 10*time.Second, "a passing in Consul", func() bool { return passing(t, c, a) })
+				setChecks(t, c, consul.HealthPassing, b)
+				return []string{instA, instB}
+			}, true, false, "not confirmed: the instances held are passing again or gone from Consul"},
+		{"both critical, then deregistered within the grace: dropped then", long,
+			func(t *testing.T, c *consul.Client, w watched) []string {
+				setChecks(t, c, consul.HealthCritical, a, b)
+				waitUntil(t, 10*time.Second, "hold logged", func() bool { return w.logs.has(holdStarted) })
+				deregister(t, c, a, b)
+				return []string{}
+			}, true, true, "not confirmed: the instances held are passing again or gone from Consul"},
 		{"both deregistered: dropped at once", long,
 			func(t *testing.T, c *consul.Client, w watched) []string {
-				for _, id := range []string{a, b} {
-					if err := c.Agent().ServiceDeregister(id); err != nil {
-						t.Fatal(err)
-					}
-				}
+				deregister(t, c, a, b)
 				return []string{}
-			}, false, true},
+			}, false, true, ""},
+		{"both in maintenance: dropped at once", long,
+			func(t *testing.T, c *consul.Client, w watched) []string {
+				maintenance(t, c, a, b)
+				return []string{}
+			}, false, true, ""},
 		{"one critical: dropped at once", long,
 			func(t *testing.T, c *consul.Client, w watched) []string {
-				critical(t, c, a)
-				return []string{identity.Instance(identity.Of("rating", b), "127.0.0.1:3002")}
-			}, false, false},
+				setChecks(t, c, consul.HealthCritical, a)
+				return []string{instB}
+			}, false, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -420,40 +433,117 @@ func TestInstancerHoldsBackEveryInstanceCritical(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			both := []string{register(t, client, a, 3001), register(t, client, b, 3002)}
+			catalogRegister(t, client, a, 3001)
+			catalogRegister(t, client, b, 3002)
+			both := []string{instA, instB}
 			w := watchRating(t, client, tt.grace)
 			waitUntil(t, 10*time.Second, fmt.Sprint("instances ", both), func() bool { return slices.Equal(w.last(), both) })
+			before := len(w.all())
 
 			want := tt.act(t, client, w)
 			waitUntil(t, 10*time.Second, fmt.Sprint("instances ", want), func() bool { return slices.Equal(w.last(), want) })
+			if tt.wantLog != "" {
+				waitUntil(t, 10*time.Second, "logged: "+tt.wantLog, func() bool { return w.logs.has(tt.wantLog) })
+			}
 
-			if held := w.metric(t, "movieapp_discovery_held_empty_answers_total") == 1; held != tt.wantHeld {
-				t.Errorf("an answer held back: %v, want %v; logs: %+v", held, tt.wantHeld, w.logs.all())
+			if held := w.metric(t, "movieapp_discovery_holds_total") == 1; held != tt.wantHeld {
+				t.Errorf("a hold started: %v, want %v; logs: %+v", held, tt.wantHeld, w.logs.all())
 			}
 			if sawEmpty := w.sawEmpty(); sawEmpty != tt.wantEmpty {
 				t.Errorf("the empty set published: %v, want %v; events: %+v", sawEmpty, tt.wantEmpty, w.all())
 			}
-			switch {
-			case tt.wantHeld && tt.wantEmpty:
-				if msg := "every instance still critical after the grace: confirmed; dropping them"; !w.logs.has(msg) {
-					t.Errorf("not logged: %q", msg)
-				}
-			case tt.wantHeld:
-				if msg := "not confirmed: instances passing again"; !w.logs.has(msg) {
-					t.Errorf("not logged: %q", msg)
+			// Until the end, a held instance never leaves the view.
+			if tt.wantHeld {
+				for _, ev := range w.all()[before:] {
+					if n := len(ev.Instances); ev.Err == nil && n > 0 && n < 2 {
+						t.Errorf("published %v during the hold: a held instance left the view early; events: %+v", ev.Instances, w.all())
+					}
 				}
 			}
 		})
 	}
 }
 
-// critical turns the TTL checks of the instances ids critical, as Consul
-// does when their TTLs lapse.
-func critical(t *testing.T, c *consul.Client, ids ...string) {
+// testNode is the catalog node the hold test registers its instances on.
+const testNode = "test-host"
+
+// catalogRegister registers the instance id of rating at 127.0.0.1:port
+// in the catalog, as Consul.Register would through an agent: a passing TTL
+// check of its own and the identity in its metadata.
+func catalogRegister(t *testing.T, c *consul.Client, id string, port int) {
 	t.Helper()
-	for _, id := range ids {
-		if err := c.Agent().UpdateTTL(checkID(id), "", consul.HealthCritical); err != nil {
-			t.Fatal(err)
-		}
+	_, err := c.Catalog().Register(&consul.CatalogRegistration{
+		Node:    testNode,
+		Address: "127.0.0.1",
+		Service: &consul.AgentService{ID: id, Service: "rating", Address: "127.0.0.1", Port: port,
+			Meta: map[string]string{identity.MetaKey: identity.Of("rating", id)}},
+		Checks: consul.HealthChecks{ttlCheck(id, consul.HealthPassing)},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+}
+
+func ttlCheck(id, status string) *consul.HealthCheck {
+	return &consul.HealthCheck{Node: testNode, CheckID: checkID(id), Name: "rating TTL heartbeat",
+		Status: status, ServiceID: id, ServiceName: "rating", Type: "ttl"}
+}
+
+// txn applies ops in one Consul transaction: one change that one answer of
+// a blocking query sees whole.
+func txn(t *testing.T, c *consul.Client, ops consul.TxnOps) {
+	t.Helper()
+	ok, resp, _, err := c.Txn().Txn(ops, nil)
+	if err != nil || !ok {
+		var why []string
+		if resp != nil {
+			for _, e := range resp.Errors {
+				why = append(why, e.What)
+			}
+		}
+		t.Fatalf("transaction: ok %v, %v, %v", ok, err, why)
+	}
+}
+
+// setChecks sets the TTL checks of the instances ids to status, at once.
+func setChecks(t *testing.T, c *consul.Client, status string, ids ...string) {
+	t.Helper()
+	var ops consul.TxnOps
+	for _, id := range ids {
+		ops = append(ops, &consul.TxnOp{Check: &consul.CheckTxnOp{Verb: consul.CheckSet, Check: *ttlCheck(id, status)}})
+	}
+	txn(t, c, ops)
+}
+
+// deregister removes the instances ids, at once.
+func deregister(t *testing.T, c *consul.Client, ids ...string) {
+	t.Helper()
+	var ops consul.TxnOps
+	for _, id := range ids {
+		ops = append(ops, &consul.TxnOp{Service: &consul.ServiceTxnOp{Verb: consul.ServiceDelete, Node: testNode, Service: consul.AgentService{ID: id, Service: "rating"}}})
+	}
+	txn(t, c, ops)
+}
+
+// maintenance puts the instances ids in maintenance, at once, with the
+// check Consul's own maintenance mode adds.
+func maintenance(t *testing.T, c *consul.Client, ids ...string) {
+	t.Helper()
+	var ops consul.TxnOps
+	for _, id := range ids {
+		ops = append(ops, &consul.TxnOp{Check: &consul.CheckTxnOp{Verb: consul.CheckSet, Check: consul.HealthCheck{
+			Node: testNode, CheckID: consul.ServiceMaintPrefix + id, Name: "Service Maintenance Mode",
+			Status: consul.HealthMaint, ServiceID: id, ServiceName: "rating"}}})
+	}
+	txn(t, c, ops)
+}
+
+// passing reports whether Consul lists the instance id as passing.
+func passing(t *testing.T, c *consul.Client, id string) bool {
+	t.Helper()
+	entries, _, err := c.Health().Service("rating", "", true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(entries, func(e *consul.ServiceEntry) bool { return e.Service.ID == id })
 }

@@ -43,11 +43,11 @@ func DefaultConfig() Config {
 
 // Metrics counts what the instance lifecycle and the Instancers do.
 type Metrics struct {
-	heartbeats       *prometheus.CounterVec
-	registrations    *prometheus.CounterVec
-	registered       prometheus.Gauge
-	ignoredEntries   *prometheus.GaugeVec
-	heldEmptyAnswers *prometheus.CounterVec
+	heartbeats     *prometheus.CounterVec
+	registrations  *prometheus.CounterVec
+	registered     prometheus.Gauge
+	ignoredEntries *prometheus.GaugeVec
+	holds          *prometheus.CounterVec
 }
 
 // NewMetrics registers the discovery metrics with r. Called again with the
@@ -74,9 +74,9 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "ignored_entries",
 			Help: "Consul entries of a watched service left out of discovery because a movieapp instance did not register them (no TTL check of their own or no identity metadata), by target.",
 		}, []string{"target"})),
-		heldEmptyAnswers: registerOnce(r, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "held_empty_answers_total",
-			Help: "Answers in which every instance of a target was critical at once, held back for the grace rather than published as no instance, by target.",
+		holds: registerOnce(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "holds_total",
+			Help: "Times every instance of a target turned critical at once and was kept in use for the grace to confirm it, rather than dropped, by target.",
 		}, []string{"target"})),
 	}
 	// Every series exists from the start at 0, so that rate() and alerts

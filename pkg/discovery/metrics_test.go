@@ -111,8 +111,8 @@ func TestMetricsOfOneRegistryAreShared(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a, b := NewMetrics(reg), NewMetrics(reg)
 	a.registered.Set(1)
-	a.heldEmptyAnswers.WithLabelValues("rating").Inc()
-	b.heldEmptyAnswers.WithLabelValues("rating").Inc()
+	a.holds.WithLabelValues("rating").Inc()
+	b.holds.WithLabelValues("rating").Inc()
 	b.ignoredEntries.WithLabelValues("rating").Set(3)
 
 	got := metricstest.Gather(t, reg)
@@ -122,7 +122,7 @@ func TestMetricsOfOneRegistryAreShared(t *testing.T) {
 		want   float64
 	}{
 		{"movieapp_discovery_registered", nil, 1},
-		{"movieapp_discovery_held_empty_answers_total", map[string]string{"target": "rating"}, 2},
+		{"movieapp_discovery_holds_total", map[string]string{"target": "rating"}, 2},
 		{"movieapp_discovery_ignored_entries", map[string]string{"target": "rating"}, 3},
 	} {
 		if v, ok := got.Value(s.name, s.labels); !ok || v != s.want {
