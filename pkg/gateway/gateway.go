@@ -126,7 +126,10 @@ func (u *Upstream) Endpoint() endpoint.Endpoint { return u.endpoint }
 // instancer stays its creator's to stop, after Stop.
 func (u *Upstream) Watch(instancer sd.Instancer) {
 	u.instancer = instancer
-	// The endpointer only repeats the instancer's errors: keep them at debug.
+	// The endpointer repeats the instancer's errors, which the instancer
+	// logs itself: those stay at debug. A factory that refuses an instance
+	// (an instance string it cannot call) leaves that instance out of every
+	// call: that is a warning.
 	u.endpointer.Store(sd.NewEndpointer(instancer, u.factory, kitLogger(u.log, slog.LevelDebug)))
 	// The instancer sends to registered channels while holding its lock,
 	// so this one is buffered and always drained until deregistered.
@@ -149,10 +152,16 @@ func (u *Upstream) Stop() {
 }
 
 // Ready returns an error if no instance is discovered, with the last
-// discovery error if there is one.
+// discovery error if there is one, or if none of the instances discovered
+// could be given an endpoint (the factory refused them all).
 func (u *Upstream) Ready() error {
 	if u.instances.Load() > 0 {
-		return nil
+		if e := u.endpointer.Load(); e != nil {
+			if eps, _ := e.Endpoints(); len(eps) > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d %s instances discovered, none callable (see the log)", u.instances.Load(), u.name)
 	}
 	if p := u.lastErr.Load(); p != nil {
 		return fmt.Errorf("no %s instance discovered: %w", u.name, *p)

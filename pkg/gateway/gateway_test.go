@@ -364,7 +364,11 @@ func TestWrongInstanceIsAFailedAttempt(t *testing.T) {
 	named := identity.Of("metadata", "metadata-1")
 	u.Watch(fixedInstancer{identity.Instance(named, impostorAddr), identity.Instance(testIdentity(healthy.addr()), healthy.addr())})
 	t.Cleanup(u.Stop)
+	deadline := time.Now().Add(10 * time.Second)
 	for u.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("upstream not ready within 10s: %v", u.Ready())
+		}
 		time.Sleep(time.Millisecond)
 	}
 	c := metadatahttp.NewClient(u.Endpoint())
@@ -407,4 +411,29 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestInstanceWithoutIdentityIsNotReady: an instance string the factory
+// refuses (a plain host:port, as go-kit's own Consul instancer gives, names
+// no instance to check answers against) is left out, loudly: a warning in
+// the log, and Ready says why no call can succeed.
+func TestInstanceWithoutIdentityIsNotReady(t *testing.T) {
+	var logs strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs}, nil))
+	u := New("metadata", metadatahttp.NewFactory(web.NewTransport()), DefaultConfig(), NewMetrics(prometheus.NewRegistry()), logger)
+	u.Watch(fixedInstancer{newBackend(t, okMetadata).addr()})
+	t.Cleanup(u.Stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for u.instances.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("instance not taken in within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := u.Ready(); err == nil || !strings.Contains(err.Error(), "none callable") {
+		t.Errorf("Ready() = %v, want an error saying no instance is callable", err)
+	}
+	if !strings.Contains(logs.String(), `"level":"WARN","msg":"instance left out: no endpoint could be made for it"`) {
+		t.Errorf("no warning about the refused instance in the log:\n%s", logs.String())
+	}
 }

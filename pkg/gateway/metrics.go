@@ -141,12 +141,15 @@ func (o outcomes) count(err error) {
 }
 
 // kitLogger adapts slog to the go-kit logger that go-kit's service discovery
-// logs through: lines with an "err" key at errLevel, the rest at debug.
-// go-kit's own "service" and "tags" keys are dropped: the logger already
-// names the target, and "service" is this process's own name in our logs.
+// logs through: a factory's refusal of an instance (a line with "instance"
+// and "err") at warn, other lines with an "err" key at errLevel, the rest at
+// debug. go-kit's own "service" and "tags" keys are dropped: the logger
+// already names the target, and "service" is this process's own name in our
+// logs.
 func kitLogger(l *slog.Logger, errLevel slog.Level) kitlog.Logger {
 	return kitlog.LoggerFunc(func(keyvals ...any) error {
 		level := slog.LevelDebug
+		var hasErr, hasInstance bool
 		attrs := make([]any, 0, len(keyvals))
 		for i := 0; i+1 < len(keyvals); i += 2 {
 			k, _ := keyvals[i].(string)
@@ -154,7 +157,9 @@ func kitLogger(l *slog.Logger, errLevel slog.Level) kitlog.Logger {
 			case "service", "tags":
 				continue
 			case "err":
-				level = errLevel
+				hasErr = true
+			case "instance":
+				hasInstance = true
 			}
 			v := keyvals[i+1]
 			if s, ok := v.(fmt.Stringer); ok {
@@ -162,7 +167,14 @@ func kitLogger(l *slog.Logger, errLevel slog.Level) kitlog.Logger {
 			}
 			attrs = append(attrs, k, v)
 		}
-		l.Log(context.Background(), level, "service discovery", attrs...)
+		msg := "service discovery"
+		switch {
+		case hasErr && hasInstance:
+			level, msg = slog.LevelWarn, "instance left out: no endpoint could be made for it"
+		case hasErr:
+			level = errLevel
+		}
+		l.Log(context.Background(), level, msg, attrs...)
 		return nil
 	})
 }

@@ -54,7 +54,7 @@ func (u *Upstream) attempts(instance string) endpoint.Middleware {
 			u.m.req.count(err)
 			if err != nil && !logged.Load() {
 				if me, ok := errors.AsType[*identity.MismatchError](err); ok && logged.CompareAndSwap(false, true) {
-					u.log.Warn("answer from the wrong instance; refused, and retried on another",
+					u.log.Warn("answer from the wrong instance; refused",
 						"instance", instance, "want", me.Want, "got", me.Got, "addr", me.Addr)
 				}
 			}

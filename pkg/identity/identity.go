@@ -8,6 +8,11 @@
 // Consul until its TTL lapses, and meanwhile another one (of any service)
 // may be listening on the same host and port, as containers reuse IPs and
 // hosts reuse ports.
+//
+// The identity says who answers, not that they may: any process can send the
+// header. It guards against mistakes (a stale address, an entry registered
+// by hand), not against an attacker; that takes authentication between the
+// services (mutual TLS), which movieapp does not set up (docs/security.md).
 package identity
 
 import (
@@ -50,13 +55,30 @@ func Middleware(ident string, next http.Handler) http.Handler {
 func Instance(ident, addr string) string { return ident + "@" + addr }
 
 // Split returns the identity and the address of an instance string made by
-// Instance. ok is false if s names no identity, as a plain host:port does.
+// Instance. ok is false, and both are empty, if s names no identity, as a
+// plain host:port does. The address is what follows the last '@', so an
+// identity may contain '@' but an address may not (a host name or IP, and
+// a port, never do; an IPv6 zone could).
 func Split(s string) (ident, addr string, ok bool) {
 	i := strings.LastIndexByte(s, '@')
 	if i <= 0 || i == len(s)-1 {
-		return "", s, false
+		return "", "", false
 	}
 	return s[:i], s[i+1:], true
+}
+
+// maxQuoted bounds how much of a foreign identity an error carries: it is
+// whatever the answering process sent.
+const maxQuoted = 128
+
+// Quote returns the identity header values an answer carried, for an error
+// or a log line: joined, and cut to a bounded length.
+func Quote(values []string) string {
+	s := strings.Join(values, ", ")
+	if len(s) > maxQuoted {
+		s = s[:maxQuoted] + "..."
+	}
+	return s
 }
 
 // ErrWrongInstance means an answer did not come from the instance discovery

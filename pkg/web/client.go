@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
@@ -30,7 +29,7 @@ var (
 
 // NewTransport returns a transport for calls to upstream instances. Each
 // attempt's context bounds its call, so it needs no timer of its own for the
-// response; the pool keeps enough idle connections per instance for a
+// response; the headers of an answer are bounded like its body; the pool keeps enough idle connections per instance for a
 // gateway's fan-out (the default keeps 2, which under load means a new TCP
 // connection for most calls); and the answers, a few hundred bytes of JSON
 // inside the cluster, are not worth asking for gzip.
@@ -42,6 +41,10 @@ func NewTransport() *http.Transport {
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
+		// An answer's headers are a few hundred bytes; the default limit
+		// (1 MB) would let any server at a discovered address, trusted or
+		// not, make movie read that much per call.
+		MaxResponseHeaderBytes: MaxAnswerBytes,
 	}
 }
 
@@ -99,7 +102,7 @@ func GetFactory(rt http.RoundTripper, path string, encode func(req any) string, 
 			if got := resp.Header[identity.Header]; len(got) != 1 || got[0] != want {
 				// Drained (within bounds) so the connection can be reused.
 				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxAnswerBytes))
-				return nil, &identity.MismatchError{Addr: addr, Want: want, Got: strings.Join(got, ", ")}
+				return nil, &identity.MismatchError{Addr: addr, Want: want, Got: identity.Quote(got)}
 			}
 			return dec(resp)
 		}, nil, nil
