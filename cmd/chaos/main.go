@@ -80,7 +80,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	fmt.Fprintf(stdout, "rate %.0f/s, duration %s, outage %s, freeze %s, slow delay %s, seed %d, movie args %q, service args %q\n\n",
 		cfg.Rate, cfg.Hold, cfg.Outage, cfg.Freeze, cfg.SlowDelay, cfg.Seed, opts.movieArgs, opts.serviceArgs)
-	return runScenarios(ctx, stdout, env, cfg.Seed, scenarios)
+	err = runScenarios(ctx, stdout, env, cfg.Seed, scenarios)
+	env.Close() // so that every process has written its last word
+	if races := env.Races(); len(races) > 0 {
+		for _, race := range races {
+			fmt.Fprintf(stdout, "data race reported by %s\n", race)
+		}
+		return errors.Join(err, fmt.Errorf("%d processes reported a data race", len(races)))
+	}
+	return err
 }
 
 // options are the flags that are not the harness's Config.

@@ -11,13 +11,14 @@ import (
 
 // TestScenarios is the short version of `make chaos` that CI runs: every
 // scenario, for a couple of seconds each, against the real binaries built
-// with the race detector, and the same expectations as the full run: not
+// with the race detector (a race any of them reports under churn fails the
+// test), and the same expectations as the full run: not
 // one failed request and not one wrong answer, no answer without its rating
 // except while rating is down, and then every answer degraded.
 func TestScenarios(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if err := cluster.Build(ctx, dir, false); err != nil {
+	if err := cluster.Build(ctx, dir, true); err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{
@@ -33,6 +34,13 @@ func TestScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered first, so it runs last: after Close, when every process
+	// has exited and written all it had to say.
+	t.Cleanup(func() {
+		for _, race := range env.Races() {
+			t.Errorf("data race reported by %s", race)
+		}
+	})
 	t.Cleanup(env.Close)
 
 	for i, s := range Scenarios() {

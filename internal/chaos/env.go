@@ -93,6 +93,10 @@ type Env struct {
 	counts    *counters
 	seq       map[string]int
 	frozen    int // the PID of the Consul agent while it is stopped (SIGSTOP), else 0
+
+	mu      sync.Mutex
+	started []*cluster.Process // every service process ever started, for Races
+	closing sync.Once
 }
 
 // ttl is the services' -ttl default, which the harness keeps: how long
@@ -138,6 +142,7 @@ func Start(ctx context.Context, dir string, cfg Config) (*Env, error) {
 		e.Close()
 		return nil, err
 	}
+	e.track(e.movie)
 	e.movieLog = &logTail{p: e.movie}
 	if err := e.waitReady(ctx, 30*time.Second); err != nil {
 		e.Close()
@@ -149,7 +154,9 @@ func Start(ctx context.Context, dir string, cfg Config) (*Env, error) {
 // Close stops every process, movie first so nothing calls a stopped
 // upstream, then Consul. A Consul left stopped by a failed scenario is
 // resumed first: every process's deregistration would wait on it.
-func (e *Env) Close() {
+func (e *Env) Close() { e.closing.Do(e.close) }
+
+func (e *Env) close() {
 	_ = e.thawConsul()
 	if e.movie != nil {
 		_, _ = e.movie.Stop()
@@ -217,12 +224,37 @@ func (e *Env) launch(ctx context.Context, service string, slow bool, flags ...st
 		}
 		return nil, err
 	}
+	e.track(p)
 	in := &instance{Process: p, advertised: p.Addr, proxy: proxy, started: started}
 	if proxy != nil {
 		proxy.setBackend(p.Addr)
 		in.advertised = proxy.Addr
 	}
 	return in, nil
+}
+
+// track remembers p for Races; launch may run on another goroutine.
+func (e *Env) track(p *cluster.Process) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.started = append(e.started, p)
+}
+
+// Races returns, for every service process that reported a data race (a
+// binary built with the race detector prints its report in the log the
+// harness keeps), its service and instance ID and the report's first lines.
+func (e *Env) Races() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var races []string
+	for _, p := range e.started {
+		logs := p.Logs()
+		if i := strings.Index(logs, "WARNING: DATA RACE"); i >= 0 {
+			report := logs[i:min(len(logs), i+2000)]
+			races = append(races, fmt.Sprintf("%s %s:\n%s", p.Service, p.InstanceID, report))
+		}
+	}
+	return races
 }
 
 // adopt names a launched instance and adds it to the live ones.
