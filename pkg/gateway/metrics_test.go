@@ -170,38 +170,29 @@ func TestUpstreamCallMetrics(t *testing.T) {
 	}
 	// Calls, whatever their retries: "missing" may be answered by the
 	// healthy instance at once (404) or after a retry; either way it is one
-	// not_found call.
+	// not_found call. Requests, one per attempt: each call got exactly one
+	// answer from the healthy instance, and the failing one's 500s are
+	// requests too; the rating call found no instance to send one to.
+	const callsTotal, requests = "movieapp_gateway_upstream_calls_total", "movieapp_gateway_upstream_requests_total"
 	for _, tt := range []struct {
-		target, outcome string
-		want            float64
+		metric, target, outcome string
+		want                    float64
 	}{
-		{"metadata", "ok", calls},
-		{"metadata", "not_found", 1},
-		{"metadata", "bad_response", 1},
-		{"rating", "unavailable", 1},
-		{"rating", "ok", 0},
+		{callsTotal, "metadata", "ok", calls},
+		{callsTotal, "metadata", "not_found", 1},
+		{callsTotal, "metadata", "bad_response", 1},
+		{callsTotal, "rating", "unavailable", 1},
+		{callsTotal, "rating", "ok", 0},
+		{requests, "metadata", "ok", calls},
+		{requests, "metadata", "not_found", 1},
+		{requests, "metadata", "bad_response", 1},
+		{requests, "rating", "unavailable", 0},
 	} {
-		if got := value("movieapp_gateway_upstream_calls_total", tt.target, tt.outcome); got != tt.want {
-			t.Errorf("upstream_calls_total{%s,%s} = %v, want %v", tt.target, tt.outcome, got, tt.want)
+		if got := value(tt.metric, tt.target, tt.outcome); got != tt.want {
+			t.Errorf("%s{%s,%s} = %v, want %v", tt.metric, tt.target, tt.outcome, got, tt.want)
 		}
 	}
-	// Requests, one per attempt: each call got exactly one answer from the
-	// healthy instance, and the failing one's 500s are requests too; the
-	// rating call found no instance to send a request to.
-	for _, tt := range []struct {
-		target, outcome string
-		want            float64
-	}{
-		{"metadata", "ok", calls},
-		{"metadata", "not_found", 1},
-		{"metadata", "bad_response", 1},
-		{"rating", "unavailable", 0},
-	} {
-		if got := value("movieapp_gateway_upstream_requests_total", tt.target, tt.outcome); got != tt.want {
-			t.Errorf("upstream_requests_total{%s,%s} = %v, want %v", tt.target, tt.outcome, got, tt.want)
-		}
-	}
-	if got := value("movieapp_gateway_upstream_requests_total", "metadata", "unavailable"); got < 1 {
+	if got := value(requests, "metadata", "unavailable"); got < 1 {
 		t.Errorf("upstream_requests_total{metadata,unavailable} = %v, want at least 1: the failing instance's answers", got)
 	}
 	if got, _ := m.Value("movieapp_gateway_upstream_call_duration_seconds", map[string]string{"target": "metadata"}); got != calls+2 {
