@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"movieexample.com/pkg/httpmetrics"
+	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/ops"
 	"movieexample.com/pkg/requestid"
 	"movieexample.com/pkg/web"
@@ -22,7 +23,7 @@ func (w *discard) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discard) WriteHeader(int)             {}
 
 // BenchmarkHandlerStack is what the middleware every request goes through
-// (request ID, metrics, panic recovery, method routing) costs one hop, over
+// (identity header, request ID, metrics, panic recovery, method routing) costs one hop, over
 // a handler as bare as the benchmark's floor backends:
 //
 //	go test -run '^$' -bench HandlerStack -count 6 ./pkg/instance
@@ -52,6 +53,7 @@ func BenchmarkHandlerStack(b *testing.B) {
 		{"methods+requestid", requestid.Middleware(routes())},
 		{"methods+metrics", metrics().Handler(false, logger, routes())},
 		{"methods+recover", web.RecoverPanics(logger, routes())},
+		{"methods+identity", identity.Middleware(identity.Of("metadata", "metadata-1"), routes())},
 		// What Run serves: the stack newHTTPServer builds, with the
 		// operational routes on the same mux.
 		{"all", (&server{app: App{Routes: routes(), Logger: logger, Metrics: ops.NewRegistry()}}).newHTTPServer().Handler},
