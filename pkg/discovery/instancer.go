@@ -39,6 +39,13 @@ const (
 	// firstQueryTimeout bounds the query made before the instancer is
 	// returned, so a hung agent cannot hold up movie's start.
 	firstQueryTimeout = 5 * time.Second
+	// MaxStale bounds how stale an answer may be and still remove
+	// instances. Queries are stale reads, which any server answers (see
+	// Instancer); Consul's servers are usually within 50ms of the leader. A
+	// server that has not heard from a leader for longer than one default
+	// TTL may have missed instances leaving and instances arriving alike: its
+	// answer may add instances but not remove them.
+	MaxStale = 5 * time.Second
 )
 
 // Instancer is an sd.Instancer over the passing instances of one service in
@@ -78,6 +85,11 @@ const (
 //     fails its callers fast. The price: when every instance of a service
 //     crashes at once, which a Consul pause looks exactly like from here,
 //     they stay in use one grace longer, where their breakers skip them.
+//   - go-kit reads with the default consistency, which only the leader
+//     answers: during a leader election every query fails. Here queries
+//     are stale reads, which any server answers; an answer from a server
+//     that has not heard from a leader for over MaxStale may add instances
+//     but not remove them, and the watch logs while it reads such answers.
 //   - go-kit backs off up to a minute between failed queries; here the
 //     pause is capped at maxQueryBackoff, so the view catches up within a
 //     second of Consul's return.
@@ -153,9 +165,19 @@ func (w *Instancer) loop(ctx context.Context, index uint64, failing bool) {
 		failedAt     = time.Now()
 		recoverUntil time.Time // until then, answers only add instances
 		h            holding   // instances kept while critical (see hold)
+		stale        bool      // the last answer was older than MaxStale
 	)
 	for {
 		a, next, err := w.query(ctx, index, waitTime(recoverUntil, h.until))
+		if old := a.lastContact > MaxStale; err == nil && old != stale {
+			stale = old
+			if stale {
+				w.log.Warn("service discovery reading stale data: Consul's servers have lost their leader; answers may add instances but not remove them",
+					"last_contact", a.lastContact.Round(time.Millisecond).String(), "known_leader", a.knownLeader)
+			} else {
+				w.log.Info("service discovery reading fresh data again", "last_contact", a.lastContact.Round(time.Millisecond).String())
+			}
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -191,9 +213,12 @@ func (w *Instancer) loop(ctx context.Context, index uint64, failing bool) {
 			recoverUntil = time.Time{}
 		}
 		var instances []string
-		if recoverUntil.IsZero() {
+		switch {
+		case stale:
+			instances, h = w.withLastKnown(a.passing), holding{}
+		case recoverUntil.IsZero():
 			instances, h = w.hold(a, h)
-		} else {
+		default:
 			instances = w.withLastKnown(a.passing)
 		}
 		w.publish(sd.Event{Instances: instances})
@@ -218,6 +243,11 @@ func waitTime(deadlines ...time.Time) time.Duration {
 // not (critical or warning; not those in maintenance), each sorted.
 type answer struct {
 	passing, critical []string
+	// lastContact is how long ago the server that answered last heard
+	// from the leader (0 from the leader itself); knownLeader whether it
+	// knows one.
+	lastContact time.Duration
+	knownLeader bool
 }
 
 // query returns the instances of the service and Consul's index, waiting
@@ -227,7 +257,12 @@ func (w *Instancer) query(ctx context.Context, index uint64, wait time.Duration)
 	// seconds more, the connection is dead, not waiting.
 	ctx, cancel := context.WithTimeout(ctx, wait+wait/16+5*time.Second)
 	defer cancel()
-	q := (&consul.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+	// A stale read: any server answers it, from its own copy of the state,
+	// so the watch goes on through a leader election (a read that needs the
+	// leader fails until there is a new one) and the reads of every gateway
+	// spread over the servers instead of all landing on the leader. How
+	// stale the copy is comes back in LastContact, bounded by MaxStale.
+	q := (&consul.QueryOptions{WaitIndex: index, WaitTime: wait, AllowStale: true}).WithContext(ctx)
 	// Every entry, not only the passing ones: that is what tells instances
 	// that all turned critical from instances that are gone (see hold).
 	entries, meta, err := w.health.Service(w.service, "", false, q)
@@ -240,7 +275,9 @@ func (w *Instancer) query(ctx context.Context, index uint64, wait time.Duration)
 		return answer{}, 0, fmt.Errorf("watch %s instances: %w: Consul hid every %s instance from this token, which needs service:read on %q and node:read",
 			w.service, ErrPermissionDenied, w.service, w.service)
 	}
-	return w.sortOut(entries), meta.LastIndex, nil
+	a := w.sortOut(entries)
+	a.lastContact, a.knownLeader = meta.LastContact, meta.KnownLeader
+	return a, meta.LastIndex, nil
 }
 
 // sortOut returns the answer of entries. It leaves out the entries that are
