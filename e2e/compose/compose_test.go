@@ -39,7 +39,7 @@ var ports = map[string]int{"metadata": 8081, "rating": 8082, "movie": 8083}
 const seededMovie = "1"
 
 func TestCompose(t *testing.T) {
-	s := newStack(t)
+	s := newStack(t, "movieapp-e2e", "docker-compose.yml")
 
 	// 1. Build the images offline and bring the stack up, scaled.
 	start := time.Now()
@@ -244,6 +244,7 @@ type stack struct {
 	t          *testing.T
 	ctx        context.Context // ends early enough for the cleanup to run
 	root       string          // repository root, where docker-compose.yml is
+	files      []string        // the compose files, relative to root
 	project    string          // compose project name
 	tag        string          // image tag of the images built for the test
 	command    []string        // docker-compose, or docker compose
@@ -254,8 +255,10 @@ type stack struct {
 }
 
 // newStack checks for a Docker engine and docker-compose, and registers the
-// cleanup that removes everything the test creates, whatever happens.
-func newStack(t *testing.T) *stack {
+// cleanup that removes everything the test creates, whatever happens. The
+// project is named prefix-<random>, and runs the compose files given
+// (relative to the repository root, applied in order).
+func newStack(t *testing.T, prefix string, files ...string) *stack {
 	t.Helper()
 	requireDocker(t)
 	command := composeCommand(t)
@@ -272,7 +275,8 @@ func newStack(t *testing.T) *stack {
 		t:       t,
 		ctx:     ctx,
 		root:    filepath.Join(filepath.Dir(file), "..", ".."),
-		project: "movieapp-e2e-" + suffix,
+		files:   files,
+		project: prefix + "-" + suffix,
 		tag:     "e2e-" + suffix,
 		command: command,
 	}
@@ -374,9 +378,12 @@ func (s *stack) run(ctx context.Context, timeout time.Duration, args ...string) 
 }
 
 // runWith runs a compose command with override (a compose file applied over
-// docker-compose.yml) unless it is empty.
+// the stack's own) unless it is empty.
 func (s *stack) runWith(ctx context.Context, timeout time.Duration, override string, args ...string) (string, error) {
-	files := []string{"-f", filepath.Join(s.root, "docker-compose.yml")}
+	var files []string
+	for _, f := range s.files {
+		files = append(files, "-f", filepath.Join(s.root, f))
+	}
 	if override != "" {
 		files = append(files, "-f", override)
 	}
