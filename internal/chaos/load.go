@@ -321,3 +321,26 @@ func summarize(answers []answer, keep func(answer) bool) Latencies {
 	q := func(p float64) time.Duration { return ds[int(math.Ceil(p*float64(len(ds))))-1] }
 	return Latencies{P50: q(0.50), P99: q(0.99), Max: ds[len(ds)-1]}
 }
+
+// Load is the harness's steady open-loop load on one movie, for tests that
+// make their own changes under it (e2e/consulcluster changes Consul, not the
+// services) and judge the answers as the scenarios do.
+type Load struct{ l *load }
+
+// StartLoad starts sending rate requests per second to movie at addr, for
+// movies of the seed catalogue drawn with seed, through a client like the
+// harness's own.
+func StartLoad(addr string, rate float64, seed uint64) *Load {
+	return &Load{l: startLoad(newClient(10*time.Second), addr, rate, seed)}
+}
+
+// Finish stops the load, waits for the requests in flight, and returns
+// their tally as a Result called name: sent, failed and wrong answers with
+// the first few details, latencies, and as Problems every failed, wrong or
+// degraded answer (a lost rating counts as a problem).
+func (l *Load) Finish(name string) *Result {
+	r := &Result{Name: name}
+	r.tally(l.l.finish(), false)
+	r.LoadAvg = loadAvg()
+	return r
+}
