@@ -404,11 +404,26 @@ func (c *Cluster) WaitLeader(ctx context.Context, within time.Duration) (*Agent,
 	return leader, err
 }
 
-// WaitHealthy waits until every server is running and autopilot calls the
-// servers healthy: all voters, in contact with the leader and caught up with
-// its log. A rolling restart waits for it before taking the next server down.
+// WaitHealthy waits until every server is running and follows the same
+// leader, and autopilot calls the servers healthy: all voters, in contact
+// with the leader and caught up with its log. A rolling restart waits for it
+// before taking the next server down.
 func (c *Cluster) WaitHealthy(ctx context.Context, within time.Duration) error {
 	return poll(ctx, within, "healthy servers", func() bool {
+		// Autopilot's view lags: just after a server restarts, the leader
+		// may not have noticed it went away and still call it healthy. A
+		// restarted server names the leader only once the leader has
+		// reached it, so ask each server too.
+		leader, err := c.Leader()
+		if err != nil {
+			return false
+		}
+		for _, s := range c.Servers() {
+			var addr string
+			if !s.Running() || c.get(s, "/v1/status/leader", &addr) != nil || addr != leader.serverAddr() {
+				return false
+			}
+		}
 		var h struct {
 			Healthy bool
 			Servers []struct {
@@ -417,8 +432,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, within time.Duration) error {
 				Voter   bool
 			}
 		}
-		leader, err := c.Leader()
-		if err != nil || c.get(leader, "/v1/operator/autopilot/health", &h) != nil || !h.Healthy {
+		if c.get(leader, "/v1/operator/autopilot/health", &h) != nil || !h.Healthy {
 			return false
 		}
 		voters := 0
