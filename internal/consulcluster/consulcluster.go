@@ -515,7 +515,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		// Registered before Close, so it runs after it: every agent has
 		// exited and written all it had to say.
 		t.Cleanup(func() {
-			if t.Failed() {
+			if t.Failed() && kept.String() != "" {
 				t.Logf("consul agents' output (last %d lines):\n%s", maxKept, kept)
 			}
 		})
