@@ -13,6 +13,7 @@ package consulcluster
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,6 +91,7 @@ type Agent struct {
 	// Server says whether it is a server.
 	Server bool
 
+	nodeID  string
 	dataDir string
 	ports   ports
 	joins   []string // serf LAN addresses to join
@@ -171,7 +173,7 @@ func (c *Cluster) lay(opts Options) error {
 				return fmt.Errorf("free ports on %s (is it a loopback address this machine routes?): %w", ip, err)
 			}
 			name := prefix + strconv.Itoa(i+1)
-			a := &Agent{Name: name, IP: ip, Server: server, ports: p, dataDir: filepath.Join(c.dir, name),
+			a := &Agent{Name: name, IP: ip, Server: server, ports: p, nodeID: newNodeID(), dataDir: filepath.Join(c.dir, name),
 				log: &prefixWriter{prefix: name + ": ", w: opts.Log}}
 			if err := os.Mkdir(a.dataDir, 0o700); err != nil {
 				return err
@@ -202,7 +204,7 @@ func (c *Cluster) lay(opts Options) error {
 
 func (a *Agent) args() []string {
 	args := []string{"agent",
-		"-node=" + a.Name, "-data-dir=" + a.dataDir,
+		"-node=" + a.Name, "-node-id=" + a.nodeID, "-data-dir=" + a.dataDir,
 		"-bind=" + a.IP, "-client=" + a.IP, "-advertise=" + a.IP,
 		"-http-port=" + strconv.Itoa(a.ports.http),
 		"-serf-lan-port=" + strconv.Itoa(a.ports.serfLAN),
@@ -338,6 +340,26 @@ func (c *Cluster) Stop(name string) error {
 	}
 	a.signal(syscall.SIGTERM, 10*time.Second)
 	return nil
+}
+
+// Wipe empties the data directory of the stopped agent called name, so that
+// it restarts knowing nothing, under the same name, address and node ID: a
+// host whose disk was lost, or that was rebuilt from a configuration that
+// sets its node_id. (With a new node ID, the servers refuse the agent's
+// node name, still held by the old ID, until they reap the old node.) It
+// returns an error if the agent runs.
+func (c *Cluster) Wipe(name string) error {
+	a, err := c.agent(name)
+	if err != nil {
+		return err
+	}
+	if a.Running() {
+		return fmt.Errorf("consulcluster: wipe %s: it is running", name)
+	}
+	if err := os.RemoveAll(a.dataDir); err != nil {
+		return err
+	}
+	return os.Mkdir(a.dataDir, 0o700)
 }
 
 // Restart starts the agent called name again, with the same data directory,
@@ -555,6 +577,14 @@ func poll(ctx context.Context, within time.Duration, what string, cond func() bo
 		}
 	}
 	return nil
+}
+
+// newNodeID returns a random node ID in the UUID form Consul wants. Each
+// agent keeps its own across restarts, as it keeps its name.
+func newNodeID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // freePorts picks four free TCP ports on ip for one agent. The serf ports
