@@ -281,12 +281,17 @@ func TestLeaderKilled(t *testing.T) {
 	e.wait("every instance passing", e.passing)
 }
 
-// TestClientAgentKilled kills host B's client agent with SIGKILL under load.
-// Host B's instances keep running but Consul no longer hears from their
-// node, so it marks them critical and movie turns to host A's; once the
-// agent restarts on its data directory, they must be listed again (the
-// agent restores them from disk, or their heartbeat registers them again)
-// without restarting them.
+// TestClientAgentKilled kills host B's client agent with SIGKILL under load,
+// twice. Host B's instances keep running but Consul no longer hears from
+// their node, so it marks them critical and movie turns to host A's. Each
+// time, once the agent is back, they must be listed again without a restart
+// of theirs:
+//
+//   - restarted on its data directory, the agent restores them from disk;
+//   - restarted on an empty one (a rebuilt host), it knows nothing and its
+//     first sync removes their entries from the catalog, so their own
+//     heartbeat must find them gone (discovery.ErrNotRegistered) and
+//     register them again.
 func TestClientAgentKilled(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
@@ -307,12 +312,25 @@ func TestClientAgentKilled(t *testing.T) {
 	if err := e.c.Restart(ctx, "client2"); err != nil {
 		t.Fatal(err)
 	}
-	at = e.waitView(restarted, "host B's instances back", func(v map[string][]string) bool {
-		return e.sees(v, "metadata", e.a, e.b) && e.sees(v, "rating", e.a, e.b)
-	})
-	t.Logf("client2 restarted; host B's instances in movie's view again after %s", at.Sub(restarted).Round(time.Millisecond))
-	took := e.wait("every instance passing", e.passing)
-	t.Logf("every instance passing in Consul %s after that", took.Round(time.Millisecond))
+	e.waitHostB(restarted, "restarted on its data directory")
+	time.Sleep(hold)
+
+	killed = time.Now()
+	if err := e.c.Kill("client2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Wipe("client2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Restart(ctx, "client2"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("client2 killed and restarted on an empty data directory, %s after the kill", time.Since(killed).Round(time.Millisecond))
+	for _, p := range e.b {
+		at := e.logged(p, killed, "registry had forgotten this instance; registered again")
+		t.Logf("%s on host B registered again by its heartbeat %s after the kill", p.Service, at.Sub(killed).Round(time.Millisecond))
+	}
+	e.waitHostB(killed, "rebuilt")
 	time.Sleep(hold)
 
 	e.report(load.Finish("client-agent-killed"))
@@ -320,9 +338,39 @@ func TestClientAgentKilled(t *testing.T) {
 		if p.Exited() {
 			t.Errorf("%s on host B exited", p.Service)
 		}
-		again := strings.Contains(p.Logs(), "registered again")
-		t.Logf("%s on host B: re-registered by its heartbeat: %v", p.Service, again)
 	}
+}
+
+// waitHostB waits until host B's instances are in movie's view and every
+// instance passes in Consul, and logs how long each took from since.
+func (e *env) waitHostB(since time.Time, how string) {
+	e.t.Helper()
+	at := e.waitView(since, "host B's instances back", func(v map[string][]string) bool {
+		return e.sees(v, "metadata", e.a, e.b) && e.sees(v, "rating", e.a, e.b)
+	})
+	e.wait("every instance passing", e.passing)
+	e.t.Logf("client2 %s: host B's instances in movie's view again after %s, every instance passing in Consul after %s",
+		how, at.Sub(since).Round(time.Millisecond), time.Since(since).Round(time.Millisecond))
+}
+
+// logged waits until p logs msg at or after since, and returns when it did.
+func (e *env) logged(p *cluster.Process, since time.Time, msg string) time.Time {
+	e.t.Helper()
+	var at time.Time
+	e.wait(p.Service+" on host B logs "+msg, func() bool {
+		for _, line := range p.LogLines(0) {
+			var r struct {
+				Time time.Time `json:"time"`
+				Msg  string    `json:"msg"`
+			}
+			if json.Unmarshal([]byte(line), &r) == nil && r.Msg == msg && !r.Time.Before(since) {
+				at = r.Time
+				return true
+			}
+		}
+		return false
+	})
+	return at
 }
 
 // TestRollingServerRestart restarts the three servers one at a time
