@@ -345,8 +345,17 @@ func TestClientAgentKilled(t *testing.T) {
 // instance passes in Consul, and logs how long each took from since.
 func (e *env) waitHostB(since time.Time, how string) {
 	e.t.Helper()
-	at := e.waitView(since, "host B's instances back", func(v map[string][]string) bool {
-		return e.sees(v, "metadata", e.a, e.b) && e.sees(v, "rating", e.a, e.b)
+	// Not "a change after since": when the agent's first sync removes its
+	// instances and their heartbeats register them again quickly enough,
+	// movie's blocking query may wake only after both, and its view never
+	// changes at all. Back is back, whether or not they were seen leaving.
+	var at time.Time
+	e.wait("movie's view: host B's instances back", func() bool {
+		var ok bool
+		at, ok = e.movieLg.now(since, func(v map[string][]string) bool {
+			return e.sees(v, "metadata", e.a, e.b) && e.sees(v, "rating", e.a, e.b)
+		})
+		return ok
 	})
 	e.wait("every instance passing", e.passing)
 	e.t.Logf("client2 %s: host B's instances in movie's view again after %s, every instance passing in Consul after %s",
@@ -537,6 +546,21 @@ func (l *movieLog) refresh() {
 func (l *movieLog) changes(since time.Time) []viewChange {
 	l.refresh()
 	return slices.DeleteFunc(slices.Clone(l.recs), func(c viewChange) bool { return c.at.Before(since) })
+}
+
+// now reports whether movie's view, every upstream's latest, satisfies ok,
+// and since when: its last change, or since if that was earlier.
+func (l *movieLog) now(since time.Time, ok func(map[string][]string) bool) (time.Time, bool) {
+	l.refresh()
+	view := map[string][]string{}
+	at := since
+	for _, c := range l.recs {
+		view[c.target] = c.instances
+		if c.at.After(at) {
+			at = c.at
+		}
+	}
+	return at, ok(view)
 }
 
 // first returns the time of the first change at or after since after which
