@@ -28,6 +28,7 @@ import (
 	"movieexample.com/internal/chaos"
 	"movieexample.com/internal/cluster"
 	"movieexample.com/internal/consulcluster"
+	"movieexample.com/pkg/discovery"
 )
 
 var binDir string // the binaries built by TestMain
@@ -500,11 +501,11 @@ func sameInstances(instances, ids []string) bool {
 	return true
 }
 
+// consulClient is the client a movieapp process would make for the agent
+// at addr.
 func consulClient(t *testing.T, addr string) *consul.Client {
 	t.Helper()
-	cfg := consul.DefaultConfig()
-	cfg.Address = addr
-	cc, err := consul.NewClient(cfg)
+	cc, err := discovery.NewClient(addr)
 	if err != nil {
 		t.Fatal(err)
 	}

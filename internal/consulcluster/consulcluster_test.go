@@ -10,6 +10,7 @@ import (
 	consul "github.com/hashicorp/consul/api"
 
 	"movieexample.com/internal/consulcluster"
+	"movieexample.com/pkg/discovery"
 )
 
 // TestCluster starts the cluster, checks that every agent listens on its own
@@ -72,9 +73,7 @@ func TestNotLoopback(t *testing.T) {
 
 func kv(t *testing.T, addr string) *consul.KV {
 	t.Helper()
-	cfg := consul.DefaultConfig()
-	cfg.Address = addr
-	cc, err := consul.NewClient(cfg)
+	cc, err := discovery.NewClient(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
