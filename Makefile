@@ -11,7 +11,7 @@ CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
 SERVICES   := metadata rating movie
 
-.PHONY: all help build test test-postgres bench-store bench bench-smoke fuzz chaos lint run up down consul consul-bin prometheus-bin prometheus prometheus-image clean
+.PHONY: all help build test test-postgres bench-store bench bench-smoke fuzz chaos scale lint run up down consul consul-bin prometheus-bin prometheus prometheus-image clean
 
 all: build
 
@@ -80,6 +80,11 @@ test: $(CONSUL) $(PROMETHEUS)
 ## Consul and the real binaries (about 7 minutes); e.g. CHAOS_FLAGS="-rate 300 -seed 2"
 chaos: $(CONSUL)
 	$(GO) run ./cmd/chaos $(CHAOS_FLAGS)
+
+## scale: what discovery costs a 3-server Consul cluster as watchers, instances and churn grow, for
+## default, stale and streaming reads (about 15 minutes; docs/scale.md); e.g. SCALE_FLAGS='-agents 20 -watchers 20'
+scale: $(CONSUL)
+	$(GO) run ./cmd/consulscale $(SCALE_FLAGS)
 
 ## test-postgres: `make test` with a throwaway PostgreSQL server on loopback (PostgreSQL must be installed)
 test-postgres: $(CONSUL)

@@ -43,6 +43,9 @@ type Options struct {
 	// Log receives every agent's output, each line prefixed with its name;
 	// nil discards it.
 	Log io.Writer
+	// HCL is more configuration for every agent, after the cluster's own
+	// (a later setting wins): the scale harness turns streaming off with it.
+	HCL string
 }
 
 // Default addresses: on Linux the whole of 127.0.0.0/8 is loopback, so each
@@ -93,6 +96,7 @@ type Agent struct {
 
 	nodeID  string
 	dataDir string
+	hcl     string // Options.HCL
 	ports   ports
 	joins   []string // serf LAN addresses to join
 	log     io.Writer
@@ -174,7 +178,7 @@ func (c *Cluster) lay(opts Options) error {
 			}
 			name := prefix + strconv.Itoa(i+1)
 			a := &Agent{Name: name, IP: ip, Server: server, ports: p, nodeID: newNodeID(), dataDir: filepath.Join(c.dir, name),
-				log: &prefixWriter{prefix: name + ": ", w: opts.Log}}
+				hcl: opts.HCL, log: &prefixWriter{prefix: name + ": ", w: opts.Log}}
 			if err := os.Mkdir(a.dataDir, 0o700); err != nil {
 				return err
 			}
@@ -213,6 +217,9 @@ func (a *Agent) args() []string {
 		"-dns-port=-1", "-grpc-port=-1", "-grpc-tls-port=-1",
 		"-retry-interval=1s", "-log-level=warn",
 		"-hcl=" + extraHCL,
+	}
+	if a.hcl != "" {
+		args = append(args, "-hcl="+a.hcl)
 	}
 	if a.Server {
 		args = append(args, "-server", "-bootstrap-expect=3")
@@ -278,6 +285,38 @@ func (a *Agent) Running() bool {
 	default:
 		return true
 	}
+}
+
+// CPUTime returns the processor time, user and system, that the agent's
+// process has used since it started (Linux only: it reads /proc). It
+// returns an error if the agent does not run.
+func (a *Agent) CPUTime() (time.Duration, error) {
+	a.mu.Lock()
+	cmd := a.cmd
+	a.mu.Unlock()
+	if cmd == nil {
+		return 0, fmt.Errorf("consulcluster: %s does not run", a.Name)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100
+	// on every Linux Go runs on).
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("consulcluster: short /proc stat for %s", a.Name)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("consulcluster: /proc stat for %s: %w", a.Name, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / 100), nil
 }
 
 // Agents returns every agent, servers first.
