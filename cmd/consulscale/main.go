@@ -98,16 +98,30 @@ func ints(s string) ([]int, error) {
 // keeps them in.
 func print(w io.Writer, agents int, results []consulscale.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintf(tw, "| mode\tN\tM\tC/s\tchanges\tmissed\tservers (cores)\tleader\tidle\tserver ms/change\tagents (%d)\tharness\tserver queries/change\twake-ups/change\tKB read/change\tstreams\tall saw it p50\tmax\t\n", agents)
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	fmt.Fprintf(tw, "| mode\tN\tM\tC/s\tchanges\tmissed\tservers (cores)\tidle\tleader\tnew leader\tserver ms/change\tagents (%d)\tidle\tagent ms/change\tharness\tserver queries/change\twake-ups/change\tKB read/change\tstreams\tall saw it p50\tmax\t\n", agents)
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "| %s\t%d\t%d\t%g\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.1f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t\n",
+		changed := "no"
+		if r.LeaderChanged {
+			changed = "yes"
+		}
+		fmt.Fprintf(tw, "| %s\t%d\t%d\t%g\t%d\t%d\t%.2f\t%.2f\t%.2f\t%s\t%s\t%.2f\t%.2f\t%s\t%.2f\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t\n",
 			r.Mode, r.Watchers, r.Instances, r.Churn, r.Changes, r.Missed,
-			r.Servers, r.Leader, r.Idle, float64(r.PerChange())/1e6, r.AgentsCPU, r.Harness,
+			r.Servers, r.Idle, r.Leader, changed, perChange(r.PerChange()),
+			r.AgentsCPU, r.AgentsIdle, perChange(r.AgentsPerChange()), r.Harness,
 			r.ServerQueries, r.Wakeups, r.Bytes/1024, r.Subscriptions,
 			ms(r.SeenP50), ms(r.SeenMax))
 	}
 	tw.Flush()
+}
+
+// perChange prints a processor time per change; "~0" when it is within the
+// noise of the idle use.
+func perChange(d time.Duration) string {
+	if d == 0 {
+		return "~0"
+	}
+	return fmt.Sprintf("%.0f", float64(d)/1e6)
 }
 
 func ms(d time.Duration) string {

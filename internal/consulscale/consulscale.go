@@ -98,13 +98,18 @@ type Result struct {
 	// Elapsed is the measured window: the churn, and then the time until
 	// every watcher saw the last change.
 	Elapsed time.Duration
-	// Idle is the servers' processor use with nothing changing and no
-	// watchers, in cores: Raft, gossip and autopilot.
-	Idle float64
+	// Idle and AgentsIdle are the servers' and the client agents'
+	// processor use with nothing changing and no watchers, in cores: Raft,
+	// gossip and autopilot.
+	Idle, AgentsIdle float64
 	// Servers, Leader and AgentsCPU are processor use over Elapsed, in
-	// cores: all servers together, the leader alone, all client agents.
-	// Harness is this process's (the watchers' and the churn's).
+	// cores: all servers together, the server that led when the churn
+	// started, all client agents. Harness is this process's (the watchers'
+	// and the churn's).
 	Servers, Leader, AgentsCPU, Harness float64
+	// LeaderChanged says another server led when the run ended: the
+	// leader was too busy to keep its followers' heartbeats going.
+	LeaderChanged bool
 	// ServerQueries is how many blocking queries the servers ran, Wakeups
 	// how many answers the watchers got, Bytes how much they read: each per
 	// change.
@@ -117,12 +122,23 @@ type Result struct {
 	SeenP50, SeenMax time.Duration
 }
 
-// PerChange is the servers' processor time per change.
+// PerChange is the servers' processor time per change, above their idle
+// use; 0 when that is within the noise of idle.
 func (r Result) PerChange() time.Duration {
-	if r.Changes == 0 {
+	return perChange(r.Servers, r.Idle, r)
+}
+
+// AgentsPerChange is the client agents' processor time per change, above
+// their idle use.
+func (r Result) AgentsPerChange() time.Duration {
+	return perChange(r.AgentsCPU, r.AgentsIdle, r)
+}
+
+func perChange(busy, idle float64, r Result) time.Duration {
+	if r.Changes == 0 || busy-idle < 0.02 {
 		return 0
 	}
-	return time.Duration((r.Servers - r.Idle) * float64(r.Elapsed) / float64(r.Changes))
+	return time.Duration((busy - idle) * float64(r.Elapsed) / float64(r.Changes))
 }
 
 // service is the watched service; every instance is one of it.
@@ -169,7 +185,7 @@ func runMode(ctx context.Context, cfg Config, mode Mode) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	idle, err := h.idle(ctx, 3*time.Second)
+	idle, agentsIdle, err := h.idle(ctx, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +198,7 @@ func runMode(ctx context.Context, cfg Config, mode Mode) ([]Result, error) {
 		if err != nil {
 			return results, fmt.Errorf("N=%d M=%d: %w", size.Watchers, size.Instances, err)
 		}
-		r.Idle = idle
+		r.Idle, r.AgentsIdle = idle, agentsIdle
 		results = append(results, r)
 	}
 	return results, nil
@@ -221,26 +237,28 @@ func newHarness(c *consulcluster.Cluster, mode Mode) (*harness, error) {
 	return h, nil
 }
 
-// idle measures the servers' processor use over d with nothing to do.
-func (h *harness) idle(ctx context.Context, d time.Duration) (float64, error) {
+// idle measures the servers' and the agents' processor use over d with
+// nothing to do.
+func (h *harness) idle(ctx context.Context, d time.Duration) (servers, agents float64, err error) {
 	before, err := h.cpu()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	start := time.Now()
 	select {
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return 0, 0, ctx.Err()
 	case <-time.After(d):
 	}
 	after, err := h.cpu()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if h.streams, err = h.serverMetric(ctx, "consul_grpc_server_streams"); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return cores(after.servers-before.servers, time.Since(start)), nil
+	took := time.Since(start)
+	return cores(after.servers-before.servers, took), cores(after.agents-before.agents, took), nil
 }
 
 // register registers a new instance, as discovery.Register does: its
@@ -306,26 +324,29 @@ func (h *harness) resize(ctx context.Context, m int) error {
 }
 
 // usage is processor time used so far.
-type usage struct{ servers, leader, agents, self time.Duration }
+type usage struct {
+	servers, agents, self time.Duration
+	each                  map[string]time.Duration // by agent name
+	leader                string
+}
 
 func (h *harness) cpu() (usage, error) {
-	var u usage
+	u := usage{each: map[string]time.Duration{}}
 	leader, err := h.c.Leader()
 	if err != nil {
 		return u, err
 	}
+	u.leader = leader.Name
 	for _, a := range h.c.Agents() {
 		t, err := a.CPUTime()
 		if err != nil {
 			return u, err
 		}
-		switch {
-		case !a.Server:
-			u.agents += t
-		case a == leader:
-			u.leader, u.servers = t, u.servers+t
-		default:
+		u.each[a.Name] = t
+		if a.Server {
 			u.servers += t
+		} else {
+			u.agents += t
 		}
 	}
 	var ru syscall.Rusage

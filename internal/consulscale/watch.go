@@ -237,7 +237,8 @@ func (h *harness) measure(ctx context.Context, size Size, d time.Duration) (Resu
 	r.Changes = len(list)
 	n := float64(max(r.Changes, 1))
 	r.Servers = cores(after.servers-before.servers, r.Elapsed)
-	r.Leader = cores(after.leader-before.leader, r.Elapsed)
+	r.Leader = cores(after.each[before.leader]-before.each[before.leader], r.Elapsed)
+	r.LeaderChanged = after.leader != before.leader
 	r.AgentsCPU = cores(after.agents-before.agents, r.Elapsed)
 	r.Harness = cores(after.self-before.self, r.Elapsed)
 	r.ServerQueries = (queries1 - queries0) / n
