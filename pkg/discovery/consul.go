@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -57,12 +58,21 @@ func (c *Consul) Register(ctx context.Context, inst Instance, ttl, deregisterAft
 	if err := validate(inst, ttl); err != nil {
 		return err
 	}
+	meta := maps.Clone(inst.Meta)
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	meta[identity.MetaKey] = identity.Of(inst.Service, inst.ID)
 	reg := &consul.AgentServiceRegistration{
 		ID:      inst.ID,
 		Name:    inst.Service,
 		Address: inst.Host,
 		Port:    inst.Port,
-		Meta:    map[string]string{identity.MetaKey: identity.Of(inst.Service, inst.ID)},
+		Tags:    inst.Tags,
+		Meta:    meta,
+		// Warning 1, Consul's default: movie lists passing instances
+		// only, so it never uses it.
+		Weights: &consul.AgentWeights{Passing: max(inst.Weight, 1), Warning: 1},
 		Check: &consul.AgentServiceCheck{
 			CheckID: checkID(inst.ID),
 			Name:    inst.Service + " TTL heartbeat",

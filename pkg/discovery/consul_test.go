@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"regexp"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func TestConsulRegistry(t *testing.T) {
 		if !ok {
 			t.Fatal("registered instance is not passing")
 		}
-		if got != inst {
+		if !reflect.DeepEqual(got, inst) {
 			t.Errorf("listed as %+v, want %+v", got, inst)
 		}
 		if !idPattern.MatchString(got.ID) {

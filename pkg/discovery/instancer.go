@@ -15,6 +15,7 @@ import (
 
 	"movieexample.com/pkg/backoff"
 	"movieexample.com/pkg/identity"
+	"movieexample.com/pkg/routing"
 )
 
 // Discovery timings. They are constants rather than Config fields because
@@ -295,7 +296,9 @@ func (w *Instancer) sortOut(entries []*consul.ServiceEntry) answer {
 			}
 			continue
 		}
-		inst := identity.Instance(identity.Of(e.Service.Service, e.Service.ID), entryAddr(e))
+		// Its weight and tags go with it, for the balancer (routing.With).
+		inst := routing.With(identity.Instance(identity.Of(e.Service.Service, e.Service.ID), entryAddr(e)),
+			routing.Attrs{Weight: e.Service.Weights.Passing, Tags: e.Service.Tags})
 		// AggregatedStatus is what Consul's passing-only query filters on.
 		// An instance (or node) put in maintenance was taken out on purpose:
 		// it is no instance to hold.
@@ -387,22 +390,39 @@ func (w *Instancer) lastKnown() []string {
 	return slices.Clone(w.known)
 }
 
-// intersect returns the instances of a that are also in b, which is sorted.
+// intersect returns the instances of a that are also in b: the same
+// instance, whatever weight and tags each string carries (routing.With).
 func intersect(a, b []string) []string {
-	return slices.DeleteFunc(slices.Clone(a), func(inst string) bool {
-		_, found := slices.BinarySearch(b, inst)
-		return !found
-	})
+	in := bareSet(b)
+	return slices.DeleteFunc(slices.Clone(a), func(inst string) bool { return !in[bare(inst)] })
 }
 
-// withLastKnown returns instances plus the last published ones.
+// withLastKnown returns instances plus the last published ones, each
+// instance once: one that re-registered with another weight or tags is in
+// instances with its new ones, and only those.
 func (w *Instancer) withLastKnown(instances []string) []string {
 	w.mu.Lock()
-	known := w.known
+	known := slices.Clone(w.known)
 	w.mu.Unlock()
+	in := bareSet(instances)
+	known = slices.DeleteFunc(known, func(inst string) bool { return in[bare(inst)] })
 	merged := slices.Concat(instances, known)
 	slices.Sort(merged)
 	return slices.Compact(merged)
+}
+
+func bareSet(instances []string) map[string]bool {
+	set := make(map[string]bool, len(instances))
+	for _, inst := range instances {
+		set[bare(inst)] = true
+	}
+	return set
+}
+
+// bare is an instance string without its weight and tags.
+func bare(inst string) string {
+	b, _ := routing.Split(inst)
+	return b
 }
 
 // publish sends ev to every subscriber unless it repeats the last event.

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"movieexample.com/internal/devconsul"
 	"movieexample.com/internal/metricstest"
 	"movieexample.com/pkg/identity"
+	"movieexample.com/pkg/routing"
 )
 
 // events collects what an instancer publishes, draining its channel as a
@@ -546,4 +548,71 @@ func passing(t *testing.T, c *consul.Client, id string) bool {
 		t.Fatal(err)
 	}
 	return slices.ContainsFunc(entries, func(e *consul.ServiceEntry) bool { return e.Service.ID == id })
+}
+
+// TestInstancerPublishesWeightAndTags registers instances with a weight,
+// tags and metadata as -weight, -tags and -meta do, and checks that Consul
+// holds them as given and that the instancer publishes the weight and tags
+// with each instance for the balancer (routing.With), the default ones as
+// the bare instance string. Metadata setting the identity key is refused.
+func TestInstancerPublishesWeightAndTags(t *testing.T) {
+	c, err := devconsul.New(t).Client("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := NewConsul(c)
+	ctx := context.Background()
+	canary := Instance{ID: NewInstanceID("rating"), Service: "rating", Host: "127.0.0.1", Port: 3101,
+		Weight: 9, Tags: []string{"canary", "v2"}, Meta: map[string]string{"version": "v2"}}
+	plain := Instance{ID: NewInstanceID("rating"), Service: "rating", Host: "127.0.0.1", Port: 3102}
+	for _, in := range []Instance{canary, plain} {
+		if err := reg.Register(ctx, in, time.Minute, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc, _, err := c.Agent().Service(canary.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.Weights.Passing != 9 || svc.Weights.Warning != 1 || !slices.Equal(svc.Tags, canary.Tags) ||
+		svc.Meta["version"] != "v2" || svc.Meta[identity.MetaKey] != identity.Of("rating", canary.ID) {
+		t.Errorf("Consul holds weights %+v, tags %v, meta %v", svc.Weights, svc.Tags, svc.Meta)
+	}
+
+	w := watchRating(t, c, DefaultGrace)
+	want := []string{
+		routing.With(identity.Instance(identity.Of("rating", canary.ID), canary.Addr()), routing.Attrs{Weight: 9, Tags: canary.Tags}),
+		identity.Instance(identity.Of("rating", plain.ID), plain.Addr()),
+	}
+	slices.Sort(want)
+	waitUntil(t, 10*time.Second, "both instances published with their attributes", func() bool {
+		got := slices.Sorted(slices.Values(w.last()))
+		return slices.Equal(got, want)
+	})
+	if _, a := routing.Split(want[slices.IndexFunc(want, func(s string) bool { return strings.Contains(s, canary.ID) })]); a.Weight != 9 || !a.Has("canary") {
+		t.Errorf("published attributes %+v", a)
+	}
+
+	bad := plain
+	bad.ID, bad.Meta = NewInstanceID("rating"), map[string]string{identity.MetaKey: "rating/someone-else"}
+	if err := reg.Register(ctx, bad, time.Minute, time.Minute); !errors.Is(err, ErrInvalidInstance) {
+		t.Errorf("Register with the identity key in Meta: %v, want ErrInvalidInstance", err)
+	}
+}
+
+// TestSameInstanceWhateverItsAttributes: an instance that re-registered
+// with another weight is the same instance to the merges of the grace
+// periods: listed once, with its new attributes.
+func TestSameInstanceWhateverItsAttributes(t *testing.T) {
+	x, y := "rating/x@127.0.0.1:1", "rating/y@127.0.0.1:2"
+	x9 := routing.With(x, routing.Attrs{Weight: 9})
+	if got := intersect([]string{x, y}, []string{x9}); !slices.Equal(got, []string{x}) {
+		t.Errorf("intersect = %v, want [%s]", got, x)
+	}
+	w := &Instancer{known: []string{x, y}}
+	want := []string{x9, y}
+	slices.Sort(want)
+	if got := w.withLastKnown([]string{x9}); !slices.Equal(got, want) {
+		t.Errorf("withLastKnown = %v, want %v: the instance once, with its new weight", got, want)
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"movieexample.com/pkg/identity"
 )
 
 // Errors returned by Registry implementations and the instance lifecycle.
@@ -36,6 +38,15 @@ type Instance struct {
 	Service string // service name callers look up, e.g. "rating"
 	Host    string // an IP address callers can reach
 	Port    int
+
+	// Weight is the instance's share of its callers' calls relative to
+	// the other instances' (Consul's Weights.Passing; 0 means 1).
+	Weight int
+	// Tags and Meta are registered as given, for routing (a canary tag)
+	// and for whoever reads the catalog (Prometheus labels a version from
+	// Meta). Meta may not set identity.MetaKey: that is the instance's.
+	Tags []string
+	Meta map[string]string
 }
 
 // Addr returns the instance's host:port.
@@ -79,6 +90,11 @@ func validate(inst Instance, ttl time.Duration) error {
 		return fmt.Errorf("%w: port %d", ErrInvalidInstance, inst.Port)
 	case ttl <= 0:
 		return fmt.Errorf("%w: TTL must be positive", ErrInvalidInstance)
+	case inst.Weight < 0:
+		return fmt.Errorf("%w: weight %d", ErrInvalidInstance, inst.Weight)
+	}
+	if _, ok := inst.Meta[identity.MetaKey]; ok {
+		return fmt.Errorf("%w: metadata key %s is the instance's identity, not a setting", ErrInvalidInstance, identity.MetaKey)
 	}
 	return nil
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"movieexample.com/pkg/discovery"
 	"movieexample.com/pkg/flagenv"
+	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/logging"
 )
 
@@ -25,6 +27,14 @@ type Config struct {
 
 	ConsulAddr string // host:port of the Consul agent's HTTP API
 	Discovery  discovery.Config
+
+	// Weight, Tags and Meta are registered with the instance (Consul's
+	// Weights.Passing, Tags, Meta): movie sends each instance calls in
+	// proportion to its weight, and can send a share of them to the
+	// instances carrying a canary tag.
+	Weight int
+	Tags   []string
+	Meta   map[string]string
 
 	// Drain is how long the instance keeps serving after it deregistered,
 	// so that gateways notice before its listener closes.
@@ -50,6 +60,9 @@ var EnvNames = map[string]string{
 	"port":               "PORT",
 	"advertise-addr":     "ADVERTISE_ADDR",
 	"consul-addr":        discovery.AddrEnv,
+	"weight":             "SERVICE_WEIGHT",
+	"tags":               "SERVICE_TAGS",
+	"meta":               "SERVICE_META",
 	"ttl":                "HEARTBEAT_TTL",
 	"heartbeat-interval": "HEARTBEAT_INTERVAL",
 	"deregister-after":   "DEREGISTER_AFTER",
@@ -72,6 +85,7 @@ func DefaultConfig(service string, defaultPort int) Config {
 		Port:            defaultPort,
 		ConsulAddr:      "127.0.0.1:8500",
 		Discovery:       discovery.DefaultConfig(),
+		Weight:          1,
 		Drain:           time.Second,
 		ShutdownTimeout: 5 * time.Second,
 		LogFormat:       logging.FormatAuto,
@@ -88,6 +102,16 @@ func (c *Config) FlagSet(stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.Port, "port", c.Port, "TCP port to listen on; 0 picks a free one")
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", c.AdvertiseAddr, "host[:port] to register in Consul (default: -host if set, else the first non-loopback IPv4)")
 	fs.StringVar(&c.ConsulAddr, "consul-addr", c.ConsulAddr, "Consul agent HTTP address")
+	fs.IntVar(&c.Weight, "weight", c.Weight, "this instance's share of its callers' calls, relative to the other instances' weights (Consul Weights.Passing)")
+	fs.Func("tags", "Consul tags to register, comma-separated (e.g. canary)", func(s string) error {
+		c.Tags = splitList(s)
+		return nil
+	})
+	fs.Func("meta", "Consul metadata to register, comma-separated key=value pairs (e.g. version=v2)", func(s string) error {
+		m, err := parseMeta(s)
+		c.Meta = m
+		return err
+	})
 	fs.DurationVar(&c.Discovery.TTL, "ttl", c.Discovery.TTL, "TTL of the Consul health check")
 	fs.DurationVar(&c.Discovery.HeartbeatInterval, "heartbeat-interval", 0, "how often to renew the TTL (default a third of -ttl)")
 	fs.DurationVar(&c.Discovery.DeregisterAfter, "deregister-after", c.Discovery.DeregisterAfter, "how long Consul keeps a critical instance before reaping it (minimum 1m)")
@@ -128,6 +152,8 @@ func (c *Config) Check() error {
 		return fmt.Errorf("heartbeat interval %s must be positive and shorter than the TTL %s", d.HeartbeatInterval, d.TTL)
 	case d.DeregisterAfter < time.Minute:
 		return fmt.Errorf("deregister-after %s: Consul's minimum is 1m", d.DeregisterAfter)
+	case c.Weight < 1:
+		return fmt.Errorf("weight %d: must be at least 1", c.Weight)
 	case c.Drain < 0 || c.ShutdownTimeout <= 0 || d.StartTimeout <= 0:
 		return errors.New("drain must not be negative; shutdown and start timeouts must be positive")
 	}
@@ -137,6 +163,35 @@ func (c *Config) Check() error {
 	return nil
 }
 
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// parseMeta parses "k=v,k2=v2". Consul checks the keys and values
+// themselves when the instance registers; the identity key is refused there
+// too (discovery.ErrInvalidInstance), but is worth refusing at start.
+func parseMeta(s string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range splitList(s) {
+		k, v, ok := strings.Cut(kv, "=")
+		if k = strings.TrimSpace(k); !ok || k == "" {
+			return nil, fmt.Errorf("meta %q: want key=value", kv)
+		}
+		if k == identity.MetaKey {
+			return nil, fmt.Errorf("meta %s: the instance's identity, set by movieapp itself", k)
+		}
+		m[k] = strings.TrimSpace(v)
+	}
+	return m, nil
+}
+
 // Attrs returns the settings for the one log line of the effective
 // configuration at start (a binary's LogValue starts with them). They hold no secret: the Consul token is read by
 // consul/api from the environment and is never part of Config.
@@ -144,6 +199,7 @@ func (c Config) Attrs() []slog.Attr {
 	return []slog.Attr{
 		slog.String("host", c.Host), slog.Int("port", c.Port),
 		slog.String("advertise_addr", c.AdvertiseAddr), slog.String("consul_addr", c.ConsulAddr),
+		slog.Int("weight", c.Weight), slog.Any("tags", c.Tags), slog.Any("meta", c.Meta),
 		slog.Duration("ttl", c.Discovery.TTL), slog.Duration("heartbeat_interval", c.Discovery.HeartbeatInterval),
 		slog.Duration("deregister_after", c.Discovery.DeregisterAfter), slog.Duration("start_timeout", c.Discovery.StartTimeout),
 		slog.Duration("drain", c.Drain), slog.Duration("shutdown_timeout", c.ShutdownTimeout),

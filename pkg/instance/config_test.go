@@ -3,6 +3,7 @@ package instance_test
 import (
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,17 @@ func TestParseEnvironmentFallback(t *testing.T) {
 			c.Drain, c.ShutdownTimeout = 0, 4*time.Second
 			c.LogFormat, c.LogLevel, c.AccessLog, c.Pprof = "text", slog.LevelDebug, true, true
 		}},
+		{name: "registration attributes from flags", args: []string{"-weight", "9", "-tags", "canary, v2,", "-meta", "version=v2,team=films"},
+			want: func(c *instance.Config) {
+				c.Weight, c.Tags, c.Meta = 9, []string{"canary", "v2"}, map[string]string{"version": "v2", "team": "films"}
+			}},
+		{name: "registration attributes from the environment", env: map[string]string{"SERVICE_WEIGHT": "3", "SERVICE_TAGS": "canary", "SERVICE_META": "version=v2"},
+			want: func(c *instance.Config) {
+				c.Weight, c.Tags, c.Meta = 3, []string{"canary"}, map[string]string{"version": "v2"}
+			}},
+		{name: "weight under 1", args: []string{"-weight", "0"}, wantInErr: "weight 0"},
+		{name: "meta without a value", args: []string{"-meta", "version"}, wantInErr: "want key=value"},
+		{name: "meta setting the identity", args: []string{"-meta", "movieapp_instance=rating/x"}, wantInErr: "identity"},
 		{name: "heartbeat a third of the TTL", args: []string{"-ttl", "9s"},
 			want: func(c *instance.Config) {
 				c.Discovery.TTL, c.Discovery.HeartbeatInterval = 9*time.Second, 3*time.Second
@@ -72,7 +84,7 @@ func TestParseEnvironmentFallback(t *testing.T) {
 				t.Fatalf("Parse: %v", err)
 			}
 			tt.want(&want)
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("config\n got %+v\nwant %+v", got, want)
 			}
 		})

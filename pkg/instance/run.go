@@ -123,7 +123,8 @@ func listen(cfg Config) (net.Listener, discovery.Instance, error) {
 		ln.Close()
 		return nil, discovery.Instance{}, err
 	}
-	return ln, discovery.Instance{ID: cfg.InstanceID, Service: cfg.Service, Host: host, Port: port}, nil
+	return ln, discovery.Instance{ID: cfg.InstanceID, Service: cfg.Service, Host: host, Port: port,
+		Weight: cfg.Weight, Tags: cfg.Tags, Meta: cfg.Meta}, nil
 }
 
 // server is one Run's HTTP server and the state its readiness reads.
