@@ -47,6 +47,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Float64Var(&gw.RetryRatio, "retry-ratio", gw.RetryRatio, "retry budget: retries may add this fraction of calls")
 	fs.IntVar(&gw.BreakerFailures, "breaker-failures", gw.BreakerFailures, "consecutive failures that eject an instance (0 disables the breaker)")
 	fs.DurationVar(&gw.BreakerCooldown, "breaker-cooldown", gw.BreakerCooldown, "how long an ejected instance is skipped before a trial call")
+	fs.TextVar(&gw.Balancer, "balancer", gw.Balancer, "how a call picks an upstream instance: random (weighted by each instance's -weight) or p2c (two weighted random draws, the one with fewer calls in flight)")
+	fs.StringVar(&gw.CanaryTag, "canary-tag", gw.CanaryTag, "a tag that makes the upstream instances carrying it a canary subset, sent -canary-percent of the calls (empty: no canary)")
+	fs.Float64Var(&gw.CanaryPercent, "canary-percent", gw.CanaryPercent, "percent of the calls to each upstream sent to its -canary-tag instances (0 to 100)")
 	fs.DurationVar(&cfg.ReregisterGrace, "reregister-grace", cfg.ReregisterGrace, "after Consul comes back, how long its answers may add upstream instances but not remove them; and how long instances that all turned critical at once stay in use (0 trusts every answer)")
 	if err := cfg.Parse(fs, args, getenv); err != nil {
 		return cfg, err
@@ -62,6 +65,7 @@ func (c config) LogValue() slog.Value {
 		slog.Duration("backoff", gw.Backoff), slog.Float64("retry_ratio", gw.RetryRatio),
 		slog.Float64("min_retries_per_second", gw.MinRetriesPerSecond),
 		slog.Int("breaker_failures", gw.BreakerFailures), slog.Duration("breaker_cooldown", gw.BreakerCooldown),
+		slog.String("balancer", string(gw.Balancer)), slog.String("canary_tag", gw.CanaryTag), slog.Float64("canary_percent", gw.CanaryPercent),
 		slog.Duration("reregister_grace", c.ReregisterGrace))...)
 }
 

@@ -49,6 +49,17 @@ type Config struct {
 	// it for an upstream the caller can answer without. Otherwise the
 	// instances are tried anyway, breakers bypassed (see Upstream.call).
 	FailFast bool
+
+	// Balancer picks the instance of each attempt: Random (weighted by
+	// each instance's registered weight) or P2C.
+	Balancer Balancer
+	// CanaryTag, if set, makes the instances registered with that tag a
+	// subset that gets CanaryPercent of the calls (0 to 100), the others
+	// the rest. With no canary instance every call goes to the others, and
+	// with no other instance to the canaries; a retry tries the rest of the
+	// call's subset first, then the other.
+	CanaryTag     string
+	CanaryPercent float64
 }
 
 // DefaultConfig returns the tuned defaults.
@@ -65,6 +76,7 @@ func DefaultConfig() Config {
 		// a trial call to an instance that is really gone costs one
 		// refused connection (or one attempt timeout) per cooldown.
 		BreakerCooldown: time.Second,
+		Balancer:        Random,
 	}
 }
 
@@ -72,6 +84,12 @@ func DefaultConfig() Config {
 func (c Config) Check() error {
 	if c.MaxAttempts < 1 || c.AttemptTimeout <= 0 {
 		return errors.New("max-attempts must be at least 1 and attempt-timeout positive")
+	}
+	if _, err := ParseBalancer(string(c.Balancer)); err != nil {
+		return err
+	}
+	if c.CanaryPercent < 0 || c.CanaryPercent > 100 {
+		return fmt.Errorf("canary percent %g: want 0 to 100", c.CanaryPercent)
 	}
 	return nil
 }
@@ -89,13 +107,14 @@ type Upstream struct {
 
 	instances atomic.Int64 // discovered instances, for readiness
 	instancer sd.Instancer
-	// endpointer is set by Watch while requests may already be arriving
-	// (a service serves before it registers, and movie starts discovery
-	// only once registered): until then calls find no instance.
-	endpointer atomic.Pointer[sd.DefaultEndpointer]
-	events     chan sd.Event
-	quit       chan struct{}
-	watching   sync.WaitGroup
+	// set is the callable instances, replaced by watch on every event
+	// while calls read it: a service serves before it registers, and
+	// movie starts discovery only once registered, so until then calls
+	// find none.
+	set      atomic.Pointer[members]
+	events   chan sd.Event
+	quit     chan struct{}
+	watching sync.WaitGroup
 
 	// lastErr is the last discovery error, nil since the last success:
 	// readiness says why no instance is known.
@@ -126,11 +145,6 @@ func (u *Upstream) Endpoint() endpoint.Endpoint { return u.endpoint }
 // instancer stays its creator's to stop, after Stop.
 func (u *Upstream) Watch(instancer sd.Instancer) {
 	u.instancer = instancer
-	// The endpointer repeats the instancer's errors, which the instancer
-	// logs itself: those stay at debug. A factory that refuses an instance
-	// (an instance string it cannot call) leaves that instance out of every
-	// call: that is a warning.
-	u.endpointer.Store(sd.NewEndpointer(instancer, u.factory, kitLogger(u.log, slog.LevelDebug)))
 	// The instancer sends to registered channels while holding its lock,
 	// so this one is buffered and always drained until deregistered.
 	u.events = make(chan sd.Event, 1)
@@ -148,7 +162,9 @@ func (u *Upstream) Stop() {
 	u.instancer.Deregister(u.events)
 	close(u.quit)
 	u.watching.Wait()
-	u.endpointer.Load().Close()
+	if set := u.set.Swap(nil); set != nil {
+		set.close()
+	}
 }
 
 // Ready returns an error if no instance is discovered, with the last
@@ -156,10 +172,8 @@ func (u *Upstream) Stop() {
 // could be given an endpoint (the factory refused them all).
 func (u *Upstream) Ready() error {
 	if u.instances.Load() > 0 {
-		if e := u.endpointer.Load(); e != nil {
-			if eps, _ := e.Endpoints(); len(eps) > 0 {
-				return nil
-			}
+		if set := u.set.Load(); set != nil && len(set.all) > 0 {
+			return nil
 		}
 		return fmt.Errorf("%d %s instances discovered, none callable (see the log)", u.instances.Load(), u.name)
 	}
@@ -169,9 +183,10 @@ func (u *Upstream) Ready() error {
 	return fmt.Errorf("no %s instance discovered", u.name)
 }
 
-// watch follows the instances for readiness, the gauge and the log.
-// On a discovery error the endpointer keeps the last known endpoints, and
-// so does the count: the instances are still there, only the registry is not.
+// watch follows the instances: the members calls pick from, readiness,
+// the gauge and the log. On a discovery error it keeps the last known
+// members, and the count: the instances are still there, only the registry
+// is not.
 func (u *Upstream) watch() {
 	defer u.watching.Done()
 	var (
@@ -188,7 +203,9 @@ func (u *Upstream) watch() {
 				continue
 			}
 			u.lastErr.Store(nil)
-			slices.Sort(ev.Instances)
+			// Sorted in a copy: the instancer's slice is not ours.
+			ev.Instances = slices.Sorted(slices.Values(ev.Instances))
+			u.set.Store(u.update(u.set.Load(), ev.Instances))
 			// Logged on any change of the set, not only of its size: a
 			// rolling restart replaces instances one for one.
 			if !seen || !slices.Equal(last, ev.Instances) {

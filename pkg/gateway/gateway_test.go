@@ -93,16 +93,19 @@ func newUpstream(t *testing.T, name string, factory sd.Factory, cfg Config, addr
 	}
 	u.Watch(instances)
 	t.Cleanup(u.Stop)
-	// go-kit's endpointer takes the instancer's first event on a goroutine
-	// of its own: wait until it has made the endpoints.
+	// The upstream takes the instancer's first event on a goroutine of
+	// its own: wait until it has made the endpoints.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		eps, _ := u.endpointer.Load().Endpoints()
-		if len(eps) == len(addrs) {
+		n := 0
+		if set := u.set.Load(); set != nil {
+			n = len(set.all)
+		}
+		if n == len(addrs) {
 			return u
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d %s endpoints after 5s, want %d", len(eps), name, len(addrs))
+			t.Fatalf("%d %s endpoints after 5s, want %d", n, name, len(addrs))
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -119,7 +122,7 @@ func newMetadata(t *testing.T, cfg Config, addrs ...string) (*metadatahttp.Clien
 
 // fixedInstancer publishes a fixed set of instances. Unlike sd.FixedInstancer
 // it gives every subscriber its own copy of the slice, as go-kit's Consul
-// instancer does: the endpointer sorts the slice it receives in place.
+// instancer does.
 type fixedInstancer []string
 
 func (f fixedInstancer) Register(ch chan<- sd.Event) { ch <- sd.Event{Instances: slices.Clone(f)} }

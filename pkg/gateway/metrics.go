@@ -3,12 +3,9 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
-	kitlog "github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -138,43 +135,4 @@ func (o outcomes) count(err error) {
 			o.unavailable.Inc()
 		}
 	}
-}
-
-// kitLogger adapts slog to the go-kit logger that go-kit's service discovery
-// logs through: a factory's refusal of an instance (a line with "instance"
-// and "err") at warn, other lines with an "err" key at errLevel, the rest at
-// debug. go-kit's own "service" and "tags" keys are dropped: the logger
-// already names the target, and "service" is this process's own name in our
-// logs.
-func kitLogger(l *slog.Logger, errLevel slog.Level) kitlog.Logger {
-	return kitlog.LoggerFunc(func(keyvals ...any) error {
-		level := slog.LevelDebug
-		var hasErr, hasInstance bool
-		attrs := make([]any, 0, len(keyvals))
-		for i := 0; i+1 < len(keyvals); i += 2 {
-			k, _ := keyvals[i].(string)
-			switch k {
-			case "service", "tags":
-				continue
-			case "err":
-				hasErr = true
-			case "instance":
-				hasInstance = true
-			}
-			v := keyvals[i+1]
-			if s, ok := v.(fmt.Stringer); ok {
-				v = s.String()
-			}
-			attrs = append(attrs, k, v)
-		}
-		msg := "service discovery"
-		switch {
-		case hasErr && hasInstance:
-			level, msg = slog.LevelWarn, "instance left out: no endpoint could be made for it"
-		case hasErr:
-			level = errLevel
-		}
-		l.Log(context.Background(), level, msg, attrs...)
-		return nil
-	})
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"movieexample.com/pkg/backoff"
 	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/identity"
+	"movieexample.com/pkg/routing"
 )
 
 // perInstance wraps every instance's endpoint in what belongs to that one
@@ -24,11 +24,14 @@ import (
 // answer it gave as another instance, and (when enabled) a circuit breaker
 // of its own, so an instance that keeps failing is skipped at once instead
 // of costing each request a failed attempt until the registry's TTL marks
-// it critical. The endpoint cache keeps an endpoint, and so its breaker,
-// for as long as the instance stays discovered.
+// it critical. The upstream keeps an instance's endpoint, and so its
+// breaker, for as long as the instance stays discovered (see update).
 func (u *Upstream) perInstance(f sd.Factory) sd.Factory {
 	return func(instance string) (endpoint.Endpoint, io.Closer, error) {
-		ep, closer, err := f(instance)
+		// The factory reaches and checks the instance; its weight and
+		// tags are the balancer's (see update).
+		bare, _ := routing.Split(instance)
+		ep, closer, err := f(bare)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -102,9 +105,9 @@ func (u *Upstream) breaker(instance string) endpoint.Middleware {
 // is ejected: the breaker lets it through (see call).
 type bypassBreaker struct{}
 
-// call sends req to a random instance, retrying a failed attempt on the
-// next instance (in a random rotation, so a retry avoids the instance that
-// just failed whenever there is another) within the caller's deadline, the
+// call sends req to an instance the balancer picks, retrying a failed
+// attempt on another one (see rotation: a retry avoids the instances that
+// already failed whenever there is another) within the caller's deadline, the
 // per-attempt timeout and the retry budget. It does what go-kit's lb.Retry
 // does not: it never retries the same instance while another is untried,
 // skips open-circuited instances without spending an attempt, and wraps a
@@ -120,20 +123,18 @@ type bypassBreaker struct{}
 // the upstream. The retry budget still bounds what the attempts add.
 func (u *Upstream) call(ctx context.Context, req any) (any, error) {
 	u.budget.deposit()
-	var eps []endpoint.Endpoint
-	if e := u.endpointer.Load(); e != nil {
-		eps, _ = e.Endpoints() // errors only with InvalidateOnError, which is not set
-	}
-	if len(eps) == 0 {
+	set := u.set.Load()
+	if set == nil || len(set.all) == 0 {
 		return nil, fmt.Errorf("%w: no %s instance discovered", ErrUnavailable, u.name)
 	}
-	r := &rotation{eps: eps, next: rand.IntN(len(eps))}
+	var r rotation
+	r.start(set, &u.cfg)
 	var lastErr error
 	for attempt := range u.cfg.MaxAttempts {
 		if attempt > 0 && !u.payForRetry(ctx, attempt) {
 			break
 		}
-		resp, err := u.attempt(ctx, r, req)
+		resp, err := u.attempt(ctx, &r, len(set.all), req)
 		if err == nil {
 			return resp, nil
 		}
@@ -154,33 +155,30 @@ func (u *Upstream) call(ctx context.Context, req any) (any, error) {
 	return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, u.name, lastErr)
 }
 
-// rotation is the order one call tries the instances in: all of them, from
-// a random one on.
-type rotation struct {
-	eps       []endpoint.Endpoint
-	next      int
-	panicking bool // every instance was found ejected: bypass the breakers
-}
-
-// attempt makes one real attempt on the next instance of r whose breaker
-// lets it through, skipping ejected ones without spending an attempt. When a
-// whole rotation is skipped, a FailFast upstream returns the breaker's error
-// (which skipped reports); any other starts panicking, for the rest of the
-// call. The loop ends: n skips in a row either end it or turn on panicking,
-// under which the breaker never skips.
-func (u *Upstream) attempt(ctx context.Context, r *rotation, req any) (any, error) {
+// attempt makes one real attempt on the next instance of r (of n) whose
+// breaker lets it through, skipping ejected ones without spending an
+// attempt. When n skips in one round find every instance ejected, a
+// FailFast upstream returns the breaker's error (which skipped reports);
+// any other starts panicking, for the rest of the call, under which the
+// breaker never skips: so the loop ends.
+func (u *Upstream) attempt(ctx context.Context, r *rotation, n int, req any) (any, error) {
 	for skips := 0; ; {
+		m, newRound, _ := r.next() // never empty: call checked
+		if newRound {
+			// Only n skips within one round, each member once, mean
+			// every instance is ejected.
+			skips = 0
+		}
 		actx, cancel := context.WithTimeout(ctx, u.cfg.AttemptTimeout)
 		if r.panicking {
 			actx = context.WithValue(actx, bypassBreaker{}, true)
 		}
-		resp, err := r.eps[r.next%len(r.eps)](actx, req)
+		resp, err := m.call(actx, req)
 		cancel()
-		r.next++
 		if !skipped(err) {
 			return resp, err
 		}
-		if skips++; skips < len(r.eps) {
+		if skips++; skips < n {
 			continue
 		}
 		if u.cfg.FailFast || r.panicking {
