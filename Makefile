@@ -76,7 +76,7 @@ test: $(CONSUL) $(PROMETHEUS)
 	@if [ -z "$$TEST_POSTGRES_URL" ]; then echo "NOTE: PostgreSQL tests will be SKIPPED (TEST_POSTGRES_URL unset); 'make test-postgres' runs them against a throwaway server"; fi
 	$(GO) test -race -count=1 ./...
 
-## chaos: the churn harness: the eleven resilience scenarios under load against a real
+## chaos: the churn harness: the twelve resilience scenarios under load against a real
 ## Consul and the real binaries (about 7 minutes); e.g. CHAOS_FLAGS="-rate 300 -seed 2"
 chaos: $(CONSUL)
 	$(GO) run ./cmd/chaos $(CHAOS_FLAGS)

@@ -2,7 +2,7 @@
 // agent and the real service binaries on loopback, drives GET /movie at a
 // steady open-loop rate, runs the resilience scenarios one after another
 // (rolling restart, crash, scale up, Consul outage, dependency down, slow
-// instance, address reuse both ways, foreign entry, Consul freeze, client
+// instance, a slower instance, address reuse both ways, foreign entry, Consul freeze, client
 // hang-ups) and prints, for each, the requests sent, failed and answered
 // wrongly, latency, the split across instances and how long each change
 // took to take effect. It exits 1 if any scenario lost a request, answered
@@ -78,8 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer func() { _ = os.WriteFile(opts.movieLog, []byte(env.MovieLogs()), 0o644) }()
 	}
 
-	fmt.Fprintf(stdout, "rate %.0f/s, duration %s, outage %s, freeze %s, slow delay %s, seed %d, movie args %q, service args %q\n\n",
-		cfg.Rate, cfg.Hold, cfg.Outage, cfg.Freeze, cfg.SlowDelay, cfg.Seed, opts.movieArgs, opts.serviceArgs)
+	fmt.Fprintf(stdout, "rate %.0f/s, duration %s, outage %s, freeze %s, slow delay %s, slower delay %s, seed %d, movie args %q, service args %q\n\n",
+		cfg.Rate, cfg.Hold, cfg.Outage, cfg.Freeze, cfg.SlowDelay, cfg.SlowerDelay, cfg.Seed, opts.movieArgs, opts.serviceArgs)
 	err = runScenarios(ctx, stdout, env, cfg.Seed, scenarios)
 	env.Close() // so that every process has written its last word
 	if races := env.Races(); len(races) > 0 {
@@ -110,6 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (chaos.Config, options, error) 
 	fs.DurationVar(&cfg.Outage, "outage", 30*time.Second, "how long Consul stays down")
 	fs.DurationVar(&cfg.Freeze, "freeze", 20*time.Second, "how long Consul stays stopped (SIGSTOP) in consul-freeze")
 	fs.DurationVar(&cfg.SlowDelay, "slow-delay", 2*time.Second, "how long the slow instance holds each answer")
+	fs.DurationVar(&cfg.SlowerDelay, "slower-delay", 20*time.Millisecond, "how much slower the slower instance answers in slower-instance")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the request mix and the choice of victims")
 	fs.StringVar(&opts.only, "scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(names(), ","))
 	fs.StringVar(&opts.movieArgs, "movie-args", "", "extra flags for movie, space-separated (e.g. \"-max-attempts=1\")")
@@ -121,8 +122,8 @@ func parseFlags(args []string, stderr io.Writer) (chaos.Config, options, error) 
 	if err := fs.Parse(args); err != nil {
 		return cfg, opts, err
 	}
-	if cfg.Rate <= 0 || cfg.Hold <= 0 || cfg.Outage <= 0 || cfg.Freeze <= 0 || cfg.SlowDelay <= 0 {
-		return cfg, opts, errors.New("rate, duration, outage, freeze and slow-delay must be positive")
+	if cfg.Rate <= 0 || cfg.Hold <= 0 || cfg.Outage <= 0 || cfg.Freeze <= 0 || cfg.SlowDelay <= 0 || cfg.SlowerDelay <= 0 {
+		return cfg, opts, errors.New("rate, duration, outage, freeze, slow-delay and slower-delay must be positive")
 	}
 	cfg.MovieArgs = strings.Fields(opts.movieArgs)
 	cfg.ServiceArgs = strings.Fields(opts.serviceArgs)

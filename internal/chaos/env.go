@@ -26,6 +26,7 @@ import (
 
 	"movieexample.com/internal/cluster"
 	"movieexample.com/internal/devconsul"
+	"movieexample.com/pkg/routing"
 )
 
 // Config sets a run of the scenarios.
@@ -43,6 +44,10 @@ type Config struct {
 	// SlowDelay is how long the slow instance holds each answer; above
 	// movie's per-attempt timeout, it is an instance that has hung.
 	SlowDelay time.Duration
+	// SlowerDelay is how much slower than the other the slower rating
+	// instance answers in the slower-instance scenario: well under the
+	// attempt timeout, so only the balancer can route around it.
+	SlowerDelay time.Duration
 	// Seed makes the request mix and the choice of victims repeatable.
 	Seed uint64
 	// MovieArgs are extra flags for movie, e.g. -max-attempts=1 to see a
@@ -417,6 +422,7 @@ type logRecord struct {
 // its answers must carry and its address, "rating/rating-<uuid>@127.0.0.1:PORT";
 // the harness, which must run against both, compares addresses.
 func addrOf(instance string) string {
+	instance, _ = routing.Split(instance) // its weight and tags, if any
 	if i := strings.LastIndexByte(instance, '@'); i >= 0 {
 		return instance[i+1:]
 	}

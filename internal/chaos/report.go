@@ -36,6 +36,9 @@ type Result struct {
 	// Problems lists every expectation the scenario missed; none means it
 	// passed.
 	Problems []string
+	// SlowShare is, in the slower-instance scenario, the slower rating
+	// instance's share of the requests the rating instances served.
+	SlowShare float64
 	// LoadAvg is the machine's 1-minute load average when the scenario
 	// ended: the figures of a shared machine mean little without it.
 	LoadAvg string

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -47,6 +48,8 @@ func Scenarios() []Scenario {
 			setup: baseline, run: dependencyDown, check: checkDependencyDown, degradedExpected: true},
 		{Name: "slow-instance", Title: "one of two rating instances answers slowly, then recovers",
 			setup: slowSetup, run: slowInstance},
+		{Name: "slower-instance", Title: "one of two rating instances answers a little slower throughout (compare movie -balancer random and p2c)",
+			setup: slowerSetup, run: slowerInstance, check: checkSlower},
 		{Name: "address-reuse-rating", Title: "SIGKILL a rating instance; a metadata instance starts on its address within its TTL",
 			setup: baseline, run: addressReuse("rating", "metadata")},
 		{Name: "address-reuse-metadata", Title: "SIGKILL a metadata instance; a rating instance starts on its address within its TTL",
@@ -477,13 +480,59 @@ func (e *Env) slowOne(ctx context.Context, service string) error {
 	return nil
 }
 
-func slowInstance(ctx context.Context, e *Env, r *Result) error {
-	var slow *instance
-	for _, in := range e.instances["rating"] {
-		if in.proxy != nil {
-			slow = in
+// slowerSetup leaves one plain rating instance and one that answers
+// SlowerDelay later, from before the load starts.
+func slowerSetup(ctx context.Context, e *Env) error {
+	if err := slowSetup(ctx, e); err != nil {
+		return err
+	}
+	slow := e.proxied("rating")
+	slow.proxy.setDelay(e.cfg.SlowerDelay)
+	e.progress("%s now holds every answer %s", slow.label, e.cfg.SlowerDelay)
+	return nil
+}
+
+// slowerInstance holds the load on the two instances, one slower, for two
+// holds; the next scenario's setup replaces the slower one.
+func slowerInstance(ctx context.Context, e *Env, r *Result) error {
+	defer e.proxied("rating").proxy.setDelay(0)
+	return hold(ctx, 2*e.cfg.Hold)
+}
+
+// checkSlower works out the slower instance's share of the rating
+// requests, for the report and for comparing balancers.
+func checkSlower(r *Result, _ []answer) {
+	var slow, all int
+	for _, s := range r.Split {
+		if !strings.HasPrefix(s.Instance, "rating") {
+			continue
+		}
+		all += s.Served
+		if strings.HasSuffix(s.Instance, "(slow)") {
+			slow += s.Served
 		}
 	}
+	if all == 0 || slow == all {
+		r.Problems = append(r.Problems, fmt.Sprintf("the rating instances served %d requests, the slower one %d: no share to compare", all, slow))
+		return
+	}
+	r.SlowShare = float64(slow) / float64(all)
+	r.Notes = append(r.Notes, fmt.Sprintf("the slower rating instance served %.1f%% of the rating requests", 100*r.SlowShare))
+}
+
+// proxied returns the instance of service reached through a slowProxy, or
+// nil.
+func (e *Env) proxied(service string) *instance {
+	for _, in := range e.instances[service] {
+		if in.proxy != nil {
+			return in
+		}
+	}
+	return nil
+}
+
+func slowInstance(ctx context.Context, e *Env, r *Result) error {
+	slow := e.proxied("rating")
 	if err := hold(ctx, e.cfg.Hold); err != nil {
 		return err
 	}
