@@ -204,6 +204,8 @@ func TestCompose(t *testing.T) {
 
 	// The replicas of rating share one store that outlives a restart.
 	s.checkSharedStore()
+	// A canary rollout as the README runs it.
+	s.checkCanary()
 
 	// 5. down stops every running instance, which deregisters before Consul
 	// itself stops, and leaves nothing behind. The killed instance stays

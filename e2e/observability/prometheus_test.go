@@ -290,11 +290,21 @@ func TestPrometheusScrapesEveryInstanceThroughConsul(t *testing.T) {
 		return len(got) == 1 && got[0].Value == 4
 	})
 
-	// A new instance (what --scale adds) is found with no file edited...
-	extra := start(t, agent, "rating")
+	// A new instance (what --scale adds) is found with no file edited,
+	// labelled with the version it registered (a canary's -meta)...
+	extra := start(t, agent, "rating", "-meta", "version=v2")
 	waitFor(t, 60*time.Second, "the new rating instance a target with up == 1", func() bool {
 		return prom.byInstance(t, "up")[extra.InstanceID] == 1
 	})
+	for id, tg := range prom.targets(t) {
+		want := ""
+		if id == extra.InstanceID {
+			want = "v2"
+		}
+		if got := tg.Labels["version"]; got != want {
+			t.Errorf("target %s: version label %q, want %q (from its Consul metadata)", id, got, want)
+		}
+	}
 	// ...and one that stops deregisters and leaves the targets.
 	if code, err := extra.Stop(); code != 0 || err != nil {
 		t.Fatalf("stop rating: exit %d, %v", code, err)
