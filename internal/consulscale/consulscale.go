@@ -196,7 +196,7 @@ func runMode(ctx context.Context, cfg Config, mode Mode) ([]Result, error) {
 		}
 		r, err := h.measure(ctx, size, cfg.Duration)
 		if err != nil {
-			return results, fmt.Errorf("N=%d M=%d: %w", size.Watchers, size.Instances, err)
+			return results, fmt.Errorf("size of %d watchers, %d instances: %w", size.Watchers, size.Instances, err)
 		}
 		r.Idle, r.AgentsIdle = idle, agentsIdle
 		results = append(results, r)
