@@ -93,16 +93,22 @@ func newUpstream(t *testing.T, name string, factory sd.Factory, cfg Config, addr
 	}
 	u.Watch(instances)
 	t.Cleanup(u.Stop)
-	// go-kit's endpointer takes the instancer's first event on a goroutine
-	// of its own: wait until it has made the endpoints.
+	waitEndpoints(t, u, len(addrs))
+	return u
+}
+
+// waitEndpoints waits until u has n endpoints: go-kit's endpointer takes
+// the instancer's first event on a goroutine of its own.
+func waitEndpoints(t *testing.T, u *Upstream, n int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		eps, _ := u.endpointer.Load().Endpoints()
-		if len(eps) == len(addrs) {
-			return u
+		if len(eps) == n {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d %s endpoints after 5s, want %d", len(eps), name, len(addrs))
+			t.Fatalf("%d %s endpoints after 5s, want %d", len(eps), u.name, n)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -75,10 +75,13 @@ func (u *Upstream) breaker(instance string) endpoint.Middleware {
 		},
 		IsSuccessful: func(err error) bool {
 			// An answer, even "not found", is a healthy instance; a call
-			// abandoned by our own caller says nothing about it. An answer
-			// from the wrong instance is a failure: the instance named is
-			// not there.
-			return err == nil || errs.KindOf(err) == errs.NotFound || errors.Is(err, context.Canceled)
+			// abandoned by our own caller says nothing about it. So is an
+			// instance that sheds load: ejecting it for being busy would
+			// push its share onto the others, which are as busy, and turn
+			// an overload into an outage. An answer from the wrong instance
+			// is a failure: the instance named is not there.
+			return err == nil || errs.KindOf(err) == errs.NotFound || errors.Is(err, context.Canceled) ||
+				errors.Is(err, errs.ErrOverloaded)
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			u.log.Warn("circuit breaker changed state", "instance", instance, "from", from.String(), "to", to.String())
@@ -111,6 +114,13 @@ type bypassBreaker struct{}
 // deadline in ErrUnavailable instead of returning a bare
 // context.DeadlineExceeded.
 //
+// An instance that answers errs.ErrOverloaded (it sheds load) is not asked
+// again within the call, even when it is the only one: at its limit a moment
+// ago, it most likely still is, and a second ask would only add to its load.
+// Once every instance has shed, the call ends without spending more of the
+// retry budget; a retry on another instance is paid for like any other, so
+// that shedding cannot multiply the load by more than the budget allows.
+//
 // When every instance is ejected, a FailFast upstream fails at once; any
 // other tries them anyway, as Envoy's panic threshold does. Every breaker
 // open at once is more often one event that all of them saw (a pause of this
@@ -130,7 +140,7 @@ func (u *Upstream) call(ctx context.Context, req any) (any, error) {
 	r := &rotation{eps: eps, next: rand.IntN(len(eps))}
 	var lastErr error
 	for attempt := range u.cfg.MaxAttempts {
-		if attempt > 0 && !u.payForRetry(ctx, attempt) {
+		if attempt > 0 && (r.allShed() || !u.payForRetry(ctx, attempt)) {
 			break
 		}
 		resp, err := u.attempt(ctx, r, req)
@@ -155,32 +165,58 @@ func (u *Upstream) call(ctx context.Context, req any) (any, error) {
 }
 
 // rotation is the order one call tries the instances in: all of them, from
-// a random one on.
+// a random one on, leaving out those that shed it.
 type rotation struct {
 	eps       []endpoint.Endpoint
 	next      int
 	panicking bool // every instance was found ejected: bypass the breakers
+	// shed marks the instances that answered this call errs.ErrOverloaded,
+	// nShed counts them; nil until one does, which most calls never see.
+	shed  []bool
+	nShed int
 }
+
+func (r *rotation) markShed(i int) {
+	if r.shed == nil {
+		r.shed = make([]bool, len(r.eps))
+	}
+	if !r.shed[i] {
+		r.shed[i] = true
+		r.nShed++
+	}
+}
+
+// allShed reports whether every instance has shed the call.
+func (r *rotation) allShed() bool { return r.nShed == len(r.eps) }
 
 // attempt makes one real attempt on the next instance of r whose breaker
 // lets it through, skipping ejected ones without spending an attempt. When a
 // whole rotation is skipped, a FailFast upstream returns the breaker's error
 // (which skipped reports); any other starts panicking, for the rest of the
-// call. The loop ends: n skips in a row either end it or turn on panicking,
-// under which the breaker never skips.
+// call. Instances that shed the call are passed over without counting as
+// skips; call never asks for an attempt once all have. The loop ends: as
+// many skips in a row as instances left either end it or turn on
+// panicking, under which the breaker never skips.
 func (u *Upstream) attempt(ctx context.Context, r *rotation, req any) (any, error) {
 	for skips := 0; ; {
+		i := r.next % len(r.eps)
+		r.next++
+		if r.shed != nil && r.shed[i] {
+			continue
+		}
 		actx, cancel := context.WithTimeout(ctx, u.cfg.AttemptTimeout)
 		if r.panicking {
 			actx = context.WithValue(actx, bypassBreaker{}, true)
 		}
-		resp, err := r.eps[r.next%len(r.eps)](actx, req)
+		resp, err := r.eps[i](actx, req)
 		cancel()
-		r.next++
+		if errors.Is(err, errs.ErrOverloaded) {
+			r.markShed(i)
+		}
 		if !skipped(err) {
 			return resp, err
 		}
-		if skips++; skips < len(r.eps) {
+		if skips++; skips < len(r.eps)-r.nShed {
 			continue
 		}
 		if u.cfg.FailFast || r.panicking {
