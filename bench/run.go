@@ -59,11 +59,14 @@ type Config struct {
 	// (floor, movie, movie B, lookup, floor, ...), and the report adds its
 	// figures and the ratios B/A with their spread over the pairs of rounds.
 	MovieB string
+	// Outstanding bounds the requests the open loop of RunOverload awaits
+	// at once (OpenLoad.Outstanding).
+	Outstanding int
 }
 
 // DefaultConfig is the full run `make bench` does.
 func DefaultConfig() Config {
-	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second}
+	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second, Outstanding: 1024}
 }
 
 // ids are the seeded movies the load asks for in turn.
@@ -218,15 +221,14 @@ type movieapp struct {
 
 // startMovieapp starts two metadata and two rating instances and movie from
 // dir, then movie B from cfg.MovieB if set, each movie on the same backends
-// and waited for until ready. On error the result holds what was started,
-// for the caller to stop.
-func startMovieapp(ctx context.Context, cfg Config, dir, consulAddr string, env []string, logf func(string, ...any)) (*movieapp, error) {
+// and waited for until ready, every one with the flags extra. On error the
+// result holds what was started, for the caller to stop.
+func startMovieapp(ctx context.Context, cfg Config, dir, consulAddr string, env []string, logf func(string, ...any), extra ...string) (*movieapp, error) {
 	if cfg.MovieB == "" {
 		logf("starting 2 metadata, 2 rating and 1 movie instance")
 	} else {
 		logf("starting 2 metadata, 2 rating and 1 movie instance, and movie B from %s", cfg.MovieB)
 	}
-	var extra []string
 	if cfg.ProfileDir != "" {
 		extra = append(extra, "-pprof")
 	}
