@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"text/tabwriter"
 
 	"movieexample.com/internal/cluster"
@@ -77,12 +78,15 @@ func RunOverload(ctx context.Context, cfg Config, out, progress io.Writer) error
 		return err
 	}
 	serviceEnv, _ := measuredEnv(cfg.GOGC)
-	on := &stack{name: "on", maxFlight: fmt.Sprintf("%d (default)", instance.DefaultMaxInFlight)}
+	on := &stack{name: "on", maxFlight: strconv.Itoa(cfg.MaxInFlight)}
+	if cfg.MaxInFlight == instance.DefaultMaxInFlight {
+		on.maxFlight += " (default)"
+	}
 	off := &stack{name: "off", maxFlight: "0"}
 	defer on.stop()
 	defer off.stop()
 	for _, st := range []*stack{on, off} {
-		var extra []string
+		extra := []string{"-max-inflight", strconv.Itoa(cfg.MaxInFlight)}
 		if st == off {
 			extra = []string{"-max-inflight", "0"}
 		}

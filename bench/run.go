@@ -23,6 +23,7 @@ import (
 	"movieexample.com/internal/devconsul"
 	"movieexample.com/metadata"
 	"movieexample.com/movie"
+	"movieexample.com/pkg/instance"
 	"movieexample.com/rating"
 )
 
@@ -62,11 +63,14 @@ type Config struct {
 	// Outstanding bounds the requests the open loop of RunOverload awaits
 	// at once (OpenLoad.Outstanding).
 	Outstanding int
+	// MaxInFlight is the -max-inflight of every service of RunOverload's
+	// protected stack.
+	MaxInFlight int
 }
 
 // DefaultConfig is the full run `make bench` does.
 func DefaultConfig() Config {
-	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second, Outstanding: 1024}
+	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second, Outstanding: 1024, MaxInFlight: instance.DefaultMaxInFlight}
 }
 
 // ids are the seeded movies the load asks for in turn.

@@ -56,12 +56,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU and allocation profiles of movie, metadata, rating and the floor's processes, taken during their first round")
 	overload := fs.Bool("overload", false, "measure overload instead: movie's closed-loop capacity, then open-loop load at 0.5x, 1.5x and 2x of it, with -max-inflight at its default on every service and at 0, interleaved")
 	fs.IntVar(&cfg.Outstanding, "outstanding", cfg.Outstanding, "with -overload: requests the open loop awaits at once; an arrival beyond is not sent")
+	fs.IntVar(&cfg.MaxInFlight, "max-inflight", cfg.MaxInFlight, "with -overload: -max-inflight of every service when protection is on")
 	fs.StringVar(&cfg.MovieB, "movie-b", "", "`path` of a second movie binary, for an A/B: measured right after the movie built from this tree in every round, on the same backends and Consul; the report adds its figures and the ratios B/A")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.Connections < 1 || cfg.Rounds < 1 || cfg.Duration <= 0 || cfg.Warmup < 0 || cfg.Outstanding < 1 {
-		return errors.New("connections, rounds and outstanding must be at least 1, duration positive, warmup not negative")
+	if cfg.Connections < 1 || cfg.Rounds < 1 || cfg.Duration <= 0 || cfg.Warmup < 0 || cfg.Outstanding < 1 || cfg.MaxInFlight < 1 {
+		return errors.New("connections, rounds, outstanding and max-inflight must be at least 1, duration positive, warmup not negative")
 	}
 	if *overload {
 		if cfg.MovieB != "" || cfg.ProfileDir != "" {
