@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"text/tabwriter"
 
-	"movieexample.com/internal/cluster"
 	"movieexample.com/internal/devconsul"
 	"movieexample.com/pkg/instance"
 )
@@ -68,15 +67,11 @@ func (st *stack) stop() {
 func RunOverload(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	logf := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
 	loadStart := loadAverage()
-	logf("building the services")
-	dir, err := os.MkdirTemp("", "movieapp-bench-")
+	dir, err := buildServices(ctx, logf)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := cluster.Build(ctx, dir, false); err != nil {
-		return err
-	}
 	serviceEnv, _ := measuredEnv(cfg.GOGC)
 	on := &stack{name: "on", maxFlight: strconv.Itoa(cfg.MaxInFlight)}
 	if cfg.MaxInFlight == instance.DefaultMaxInFlight {

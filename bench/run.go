@@ -161,16 +161,11 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	}
 	defer agent.Stop()
 
-	logf("building the services")
-	dir, err := os.MkdirTemp("", "movieapp-bench-")
+	dir, err := buildServices(ctx, logf)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	// Without the race detector: it is the services' speed being measured.
-	if err := cluster.Build(ctx, dir, false); err != nil {
-		return err
-	}
 
 	serviceEnv, refEnv := measuredEnv(cfg.GOGC)
 	app, err := startMovieapp(ctx, cfg, dir, agent.Addr, serviceEnv, logf)
@@ -200,6 +195,22 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	}
 	report(out, cfg, l, rate, measuredProcesses(l.inTurn()), loadStart)
 	return failedRequests(l.inTurn())
+}
+
+// buildServices builds the services into a new temporary directory, which
+// the caller removes, and returns it.
+func buildServices(ctx context.Context, logf func(string, ...any)) (string, error) {
+	logf("building the services")
+	dir, err := os.MkdirTemp("", "movieapp-bench-")
+	if err != nil {
+		return "", err
+	}
+	// Without the race detector: it is the services' speed being measured.
+	if err := cluster.Build(ctx, dir, false); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
 }
 
 // measuredEnv returns the environment of movieapp's services and that of

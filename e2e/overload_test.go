@@ -95,14 +95,7 @@ func TestOverloadedInstanceShedsAndStaysReady(t *testing.T) {
 	md := start(t, agent, "metadata", "-max-inflight", "1")
 	start(t, agent, "rating")
 	mv := start(t, agent, "movie")
-	waitFor(t, 30*time.Second, "movie ready", func() bool {
-		resp, err := client.Get("http://" + mv.Addr + "/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitMovieReady(t, mv)
 
 	seeded := map[string]metadata.Metadata{}
 	for _, m := range metadata.Seed {

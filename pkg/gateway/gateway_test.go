@@ -86,7 +86,13 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // testIdentity), and stopped at the end of the test.
 func newUpstream(t *testing.T, name string, factory sd.Factory, cfg Config, addrs ...string) *Upstream {
 	t.Helper()
-	u := New(name, factory, cfg, NewMetrics(prometheus.NewRegistry()), quietLogger())
+	return newUpstreamIn(t, prometheus.NewRegistry(), name, factory, cfg, addrs...)
+}
+
+// newUpstreamIn is newUpstream with its metrics registered in reg.
+func newUpstreamIn(t *testing.T, reg *prometheus.Registry, name string, factory sd.Factory, cfg Config, addrs ...string) *Upstream {
+	t.Helper()
+	u := New(name, factory, cfg, NewMetrics(reg), quietLogger())
 	instances := make(fixedInstancer, len(addrs))
 	for i, addr := range addrs {
 		instances[i] = identity.Instance(testIdentity(addr), addr)

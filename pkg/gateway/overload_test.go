@@ -12,7 +12,6 @@ import (
 	"movieexample.com/internal/metricstest"
 	metadatahttp "movieexample.com/metadata/httpapi"
 	"movieexample.com/pkg/errs"
-	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/web"
 )
 
@@ -109,7 +108,8 @@ func TestOverloadedIsNotABreakerFailure(t *testing.T) {
 func TestOverloadedHasItsOwnOutcome(t *testing.T) {
 	busy := newBackend(t, shedding)
 	reg := prometheus.NewRegistry()
-	c, _ := newMetadataWithRegistry(t, overloadConfig(), reg, busy.addr())
+	u := newUpstreamIn(t, reg, "metadata", metadatahttp.NewFactory(web.NewTransport()), overloadConfig(), busy.addr())
+	c := metadatahttp.NewClient(u.Endpoint())
 	for range 3 {
 		c.Get(context.Background(), "1")
 	}
@@ -132,18 +132,4 @@ func TestOverloadedHasItsOwnOutcome(t *testing.T) {
 			t.Errorf("%s{outcome=%q} = %v, want %v", tt.metric, tt.outcome, got, tt.want)
 		}
 	}
-}
-
-// newMetadataWithRegistry is newMetadata with the metrics in reg.
-func newMetadataWithRegistry(t *testing.T, cfg Config, reg *prometheus.Registry, addrs ...string) (*metadatahttp.Client, *Upstream) {
-	t.Helper()
-	u := New("metadata", metadatahttp.NewFactory(web.NewTransport()), cfg, NewMetrics(reg), quietLogger())
-	instances := make(fixedInstancer, len(addrs))
-	for i, addr := range addrs {
-		instances[i] = identity.Instance(testIdentity(addr), addr)
-	}
-	u.Watch(instances)
-	t.Cleanup(u.Stop)
-	waitEndpoints(t, u, len(addrs))
-	return metadatahttp.NewClient(u.Endpoint()), u
 }
