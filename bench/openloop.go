@@ -83,10 +83,9 @@ const (
 // Retry-After header, the answer of an instance over its -max-inflight.
 func AttackOpen(ctx context.Context, client *http.Client, targets []Target, load OpenLoad) OpenSample {
 	var (
-		mu  sync.Mutex
-		s   OpenSample
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, load.Outstanding)
+		mu sync.Mutex
+		s  OpenSample
+		wg sync.WaitGroup
 	)
 	s.ok.latencies = make([]time.Duration, 0, 1<<16)
 	record := func(o outcome, latency time.Duration, failure string) {
@@ -105,6 +104,23 @@ func AttackOpen(ctx context.Context, client *http.Client, targets []Target, load
 				s.FirstFailure = failure
 			}
 		}
+	}
+	// Outstanding workers, each awaiting one request at a time: an arrival
+	// that finds none idle is not sent. Cheaper than a goroutine per
+	// request, which on a host the generator shares with the system under
+	// test is CPU taken from it.
+	type arrival struct {
+		t   Target
+		due time.Time
+	}
+	arrivals := make(chan arrival)
+	for range load.Outstanding {
+		wg.Go(func() {
+			for a := range arrivals {
+				o, failure := fetchOnce(ctx, client, a.t)
+				record(o, time.Since(a.due), failure)
+			}
+		})
 	}
 	interval := float64(time.Second) / float64(load.Rate)
 	start := time.Now()
@@ -126,19 +142,15 @@ func AttackOpen(ctx context.Context, client *http.Client, targets []Target, load
 		}
 		s.Arrivals++
 		select {
-		case sem <- struct{}{}:
+		case arrivals <- arrival{targets[i%len(targets)], due}:
 		default:
 			s.NotSent++
-			continue
 		}
-		t := targets[i%len(targets)]
-		wg.Go(func() {
-			defer func() { <-sem }()
-			o, failure := fetchOnce(ctx, client, t)
-			record(o, time.Since(due), failure)
-		})
 	}
+	close(arrivals)
 	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
 	s.Elapsed = time.Since(start)
 	return s
 }

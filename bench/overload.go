@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"movieexample.com/internal/devconsul"
 	"movieexample.com/pkg/instance"
@@ -42,8 +43,9 @@ type stack struct {
 	closed    Sample
 	rates     []float64 // each closed-loop round's throughput
 	open      map[float64]*OpenSample
-	curve     []Sample // closed loop by overloadConnections
-	maxFlight string   // what -max-inflight was
+	cpu       map[float64]*openCPU // what the open loop at each multiple cost
+	curve     []Sample             // closed loop by overloadConnections
+	maxFlight string               // what -max-inflight was
 }
 
 func (st *stack) stop() {
@@ -117,7 +119,7 @@ func RunOverload(ctx context.Context, cfg Config, out, progress io.Writer) error
 	if err := openRounds(ctx, cfg, stacks, capacity, logf); err != nil {
 		return err
 	}
-	overloadReport(out, cfg, on, off, capacity, loadStart)
+	overloadReport(ctx, out, cfg, on, off, capacity, loadStart)
 	return nil
 }
 
@@ -135,7 +137,62 @@ func (st *stack) start(ctx context.Context, cfg Config, dir string, env []string
 	st.targets, err = Targets("http://"+st.app.movie.Addr, ids, want)
 	st.closedC, st.openC = NewLoadClient(), NewOpenLoadClient(cfg.Outstanding)
 	st.open = map[float64]*OpenSample{}
+	st.cpu = map[float64]*openCPU{}
 	return err
+}
+
+// openCPU is the CPU time movie, its four backends and the load generator
+// used over the open-loop rounds at one rate, and how long those took.
+type openCPU struct {
+	movie, backends, gen, elapsed time.Duration
+}
+
+// cores formats CPU time d used over o.elapsed as the CPUs it kept busy.
+func (o *openCPU) cores(d time.Duration) string {
+	if o.elapsed <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", d.Seconds()/o.elapsed.Seconds())
+}
+
+// procs returns movie's process and its backends', for CPU times.
+func (st *stack) procs() (movie process, backends []process) {
+	for _, p := range st.app.backends {
+		backends = append(backends, process{pid: p.PID()})
+	}
+	return process{pid: st.app.movie.PID()}, backends
+}
+
+// measureOpen takes one open-loop measurement of st and adds it, with the
+// CPU it cost, to st's figures at multiple m.
+func (st *stack) measureOpen(ctx context.Context, m float64, load OpenLoad) OpenSample {
+	mv, backends := st.procs()
+	self := []process{{pid: os.Getpid()}}
+	mvBefore, bBefore, genBefore := cpuOf([]process{mv}), cpuOf(backends), cpuOf(self)
+	s := AttackOpen(ctx, st.openC, st.targets, load)
+	if st.open[m] == nil {
+		st.open[m], st.cpu[m] = &OpenSample{}, &openCPU{}
+	}
+	st.open[m].Add(s)
+	c := st.cpu[m]
+	c.movie += cpuOf([]process{mv}) - mvBefore
+	c.backends += cpuOf(backends) - bBefore
+	c.gen += cpuOf(self) - genBefore
+	c.elapsed += s.Elapsed
+	return s
+}
+
+// shedBy returns how many requests movie and its backends shed so far,
+// from their own /metrics.
+func (st *stack) shedBy(ctx context.Context) (movie, backends float64) {
+	read := func(addr string) float64 {
+		v, _ := readCounter(ctx, "http://"+addr+"/metrics", "movieapp_http_shed_requests_total")
+		return v
+	}
+	for _, p := range st.app.backends {
+		backends += read(p.Addr)
+	}
+	return read(st.app.movie.Addr), backends
 }
 
 // curve takes one closed loop of half cfg.Duration at each of
@@ -155,11 +212,7 @@ func openRounds(ctx context.Context, cfg Config, stacks []*stack, capacity float
 		for _, m := range overloadMultiples {
 			load := OpenLoad{Rate: int(m * capacity), Duration: cfg.Duration, Outstanding: cfg.Outstanding}
 			for _, st := range stacks {
-				s := AttackOpen(ctx, st.openC, st.targets, load)
-				if st.open[m] == nil {
-					st.open[m] = &OpenSample{}
-				}
-				st.open[m].Add(s)
+				s := st.measureOpen(ctx, m, load)
 				logf("open loop %d/%d %.1fx protection %-3s offered %6d/s  goodput %6.0f/s  shed %6.0f/s  not sent %6.0f/s  p99 admitted %s  %d failed %s",
 					r, cfg.Rounds, m, st.name, load.Rate, s.Goodput(), s.per(s.Shed), s.per(s.NotSent), ms(s.AdmittedQuantile(.99)), s.Failures, s.FirstFailure)
 			}
@@ -172,7 +225,7 @@ func openRounds(ctx context.Context, cfg Config, stacks []*stack, capacity float
 }
 
 // overloadReport writes the overload run's tables and verdicts.
-func overloadReport(out io.Writer, cfg Config, on, off *stack, capacity float64, loadBefore string) {
+func overloadReport(ctx context.Context, out io.Writer, cfg Config, on, off *stack, capacity float64, loadBefore string) {
 	fmt.Fprintf(out, "\nGET /movie?id=1..5 in turn; two movieapps (2 metadata, 2 rating, 1 movie, each on a Consul of its own), protection on (-max-inflight %s on every service) and off (-max-inflight 0)\n",
 		on.maxFlight)
 	fmt.Fprintf(out, "machine: %d CPUs shared with the load generator; load average %s before, %s after\n\n", runtime.NumCPU(), loadBefore, loadAverage())
@@ -198,15 +251,18 @@ func overloadReport(out io.Writer, cfg Config, on, off *stack, capacity float64,
 	fmt.Fprintf(out, "\nopen loop, at most %d requests outstanding, %d x %s per rate and system, interleaved; admitted = answered 200 with the right body, latency from when each request was due\n\n",
 		cfg.Outstanding, cfg.Rounds, cfg.Duration)
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "protection\toffered/s\tx capacity\tgoodput/s\tgoodput/capacity\tshed/s\tnot sent/s\tp50 admitted\tp99 admitted\tfailed\t")
+	fmt.Fprintln(tw, "protection\toffered/s\tx capacity\tgoodput/s\tgoodput/capacity\tshed/s\tnot sent/s\tp50 admitted\tp99 admitted\tfailed\tCPUs: movie\tbackends\tload gen\t")
 	for _, m := range overloadMultiples {
 		for _, st := range []*stack{on, off} {
-			s := st.open[m]
-			fmt.Fprintf(tw, "%s\t%.0f\t%.1fx\t%.0f\t%.2f\t%.0f\t%.0f\t%s\t%s\t%d\t\n", st.name, m*capacity, m, s.Goodput(), s.Goodput()/capacity,
-				s.per(s.Shed), s.per(s.NotSent), ms(s.AdmittedQuantile(.5)), ms(s.AdmittedQuantile(.99)), s.Failures)
+			s, c := st.open[m], st.cpu[m]
+			fmt.Fprintf(tw, "%s\t%.0f\t%.1fx\t%.0f\t%.2f\t%.0f\t%.0f\t%s\t%s\t%d\t%s\t%s\t%s\t\n", st.name, m*capacity, m, s.Goodput(), s.Goodput()/capacity,
+				s.per(s.Shed), s.per(s.NotSent), ms(s.AdmittedQuantile(.5)), ms(s.AdmittedQuantile(.99)), s.Failures,
+				c.cores(c.movie), c.cores(c.backends), c.cores(c.gen))
 		}
 	}
 	tw.Flush()
+	mvShed, bShed := on.shedBy(ctx)
+	fmt.Fprintf(out, "shed over the run, protection on: %.0f by movie, %.0f by its backends\n", mvShed, bShed)
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	for _, st := range []*stack{on, off} {

@@ -70,7 +70,7 @@ type Config struct {
 
 // DefaultConfig is the full run `make bench` does.
 func DefaultConfig() Config {
-	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second, Outstanding: 1024, MaxInFlight: instance.DefaultMaxInFlight}
+	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second, Outstanding: 256, MaxInFlight: instance.DefaultMaxInFlight}
 }
 
 // ids are the seeded movies the load asks for in turn.
