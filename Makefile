@@ -105,6 +105,7 @@ fuzz:
 
 ## bench: movie against the fan-out floor and the per-request lookup, one table (about 3 minutes; docs/benchmarks.md)
 ##        BENCH_FLAGS adds flags, e.g. BENCH_FLAGS='-profile /tmp/prof' (bin/bench -h lists them)
+##        BENCH_FLAGS=-overload measures overload instead, with -max-inflight on and off (about 6 minutes)
 bench: $(CONSUL)
 	$(GO) build -o $(BIN)/bench ./bench/cmd
 	$(BIN)/bench $(BENCH_FLAGS)

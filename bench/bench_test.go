@@ -328,3 +328,38 @@ func TestRatiosOfMovieBOverMovie(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackOpenClassifiesAnswers: every arrival is sent (the bound is
+// never reached) and counted once, as OK, shed or failed.
+func TestAttackOpenClassifiesAnswers(t *testing.T) {
+	var good map[string][]byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch id := r.URL.Query().Get("id"); id {
+		case "2": // over its limit
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"error":"overloaded; retry later"}`, http.StatusServiceUnavailable)
+		case "3": // unavailable, without being told to come back
+			http.Error(w, `{"error":"service unavailable"}`, http.StatusServiceUnavailable)
+		case "4": // a wrong answer
+			io.WriteString(w, `{"metadata":{"id":"4"}}`)
+		default:
+			w.Write(good[id])
+		}
+	}))
+	t.Cleanup(srv.Close)
+	targets, err := Targets(srv.URL, ids, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good = map[string][]byte{"1": targets[0].Want, "5": targets[4].Want}
+	// 30 arrivals, 6 of each id; the bound is above them all.
+	load := OpenLoad{Rate: 100, Duration: 300 * time.Millisecond, Outstanding: 1000}
+	s := AttackOpen(context.Background(), NewOpenLoadClient(load.Outstanding), targets, load)
+	got := [5]int{s.Arrivals, s.NotSent, s.OK, s.Shed, s.Failures}
+	if want := [5]int{30, 0, 12, 6, 12}; got != want {
+		t.Errorf("arrivals, not sent, OK, shed, failures = %v, want %v (first failure: %s)", got, want, s.FirstFailure)
+	}
+	if s.ok.Requests != s.OK || len(s.ok.latencies) != s.OK {
+		t.Errorf("%d admitted latencies for %d OK answers", len(s.ok.latencies), s.OK)
+	}
+}

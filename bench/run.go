@@ -23,6 +23,7 @@ import (
 	"movieexample.com/internal/devconsul"
 	"movieexample.com/metadata"
 	"movieexample.com/movie"
+	"movieexample.com/pkg/instance"
 	"movieexample.com/rating"
 )
 
@@ -59,11 +60,17 @@ type Config struct {
 	// (floor, movie, movie B, lookup, floor, ...), and the report adds its
 	// figures and the ratios B/A with their spread over the pairs of rounds.
 	MovieB string
+	// Outstanding bounds the requests the open loop of RunOverload awaits
+	// at once (OpenLoad.Outstanding).
+	Outstanding int
+	// MaxInFlight is the -max-inflight of every service of RunOverload's
+	// protected stack.
+	MaxInFlight int
 }
 
 // DefaultConfig is the full run `make bench` does.
 func DefaultConfig() Config {
-	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second}
+	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second, Outstanding: 256, MaxInFlight: instance.DefaultMaxInFlight}
 }
 
 // ids are the seeded movies the load asks for in turn.
@@ -154,16 +161,11 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	}
 	defer agent.Stop()
 
-	logf("building the services")
-	dir, err := os.MkdirTemp("", "movieapp-bench-")
+	dir, err := buildServices(ctx, logf)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	// Without the race detector: it is the services' speed being measured.
-	if err := cluster.Build(ctx, dir, false); err != nil {
-		return err
-	}
 
 	serviceEnv, refEnv := measuredEnv(cfg.GOGC)
 	app, err := startMovieapp(ctx, cfg, dir, agent.Addr, serviceEnv, logf)
@@ -195,6 +197,22 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	return failedRequests(l.inTurn())
 }
 
+// buildServices builds the services into a new temporary directory, which
+// the caller removes, and returns it.
+func buildServices(ctx context.Context, logf func(string, ...any)) (string, error) {
+	logf("building the services")
+	dir, err := os.MkdirTemp("", "movieapp-bench-")
+	if err != nil {
+		return "", err
+	}
+	// Without the race detector: it is the services' speed being measured.
+	if err := cluster.Build(ctx, dir, false); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
 // measuredEnv returns the environment of movieapp's services and that of
 // the reference processes (nil: the harness's own).
 func measuredEnv(gogc string) (services, refs []string) {
@@ -218,15 +236,14 @@ type movieapp struct {
 
 // startMovieapp starts two metadata and two rating instances and movie from
 // dir, then movie B from cfg.MovieB if set, each movie on the same backends
-// and waited for until ready. On error the result holds what was started,
-// for the caller to stop.
-func startMovieapp(ctx context.Context, cfg Config, dir, consulAddr string, env []string, logf func(string, ...any)) (*movieapp, error) {
+// and waited for until ready, every one with the flags extra. On error the
+// result holds what was started, for the caller to stop.
+func startMovieapp(ctx context.Context, cfg Config, dir, consulAddr string, env []string, logf func(string, ...any), extra ...string) (*movieapp, error) {
 	if cfg.MovieB == "" {
 		logf("starting 2 metadata, 2 rating and 1 movie instance")
 	} else {
 		logf("starting 2 metadata, 2 rating and 1 movie instance, and movie B from %s", cfg.MovieB)
 	}
-	var extra []string
 	if cfg.ProfileDir != "" {
 		extra = append(extra, "-pprof")
 	}

@@ -58,6 +58,20 @@ func getMovie(addr, id string) (movieAnswer, error) {
 	return a, nil
 }
 
+// waitMovieReady waits until movie's /ready answers 200: it has
+// discovered both upstreams.
+func waitMovieReady(t *testing.T, movie *cluster.Process) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "movie ready", func() bool {
+		resp, err := client.Get("http://" + movie.Addr + "/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -165,14 +179,7 @@ func TestDiscoveryLoadBalancingAndGracefulShutdown(t *testing.T) {
 	ratings := []*cluster.Process{start(t, agent, "rating"), start(t, agent, "rating")}
 	movie := start(t, agent, "movie")
 
-	waitFor(t, 30*time.Second, "movie ready", func() bool {
-		resp, err := client.Get("http://" + movie.Addr + "/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitMovieReady(t, movie)
 	for service, want := range map[string]int{"metadata": 2, "rating": 2, "movie": 1} {
 		if got := len(passingIDs(t, cc, service)); got != want {
 			t.Errorf("%d passing %s instances in Consul, want %d", got, service, want)

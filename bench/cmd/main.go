@@ -9,6 +9,9 @@
 //
 //	go build -o /tmp/movie-b ./movie/cmd   # on the other branch
 //	bin/bench -movie-b /tmp/movie-b
+//
+// `bench -overload` measures movie under more load than it can serve, with
+// the services' in-flight limit on and off (docs/resilience.md#overload).
 package main
 
 import (
@@ -51,12 +54,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Rate, "rate", 0, "requests per second of the fixed-rate rounds (default half the floor's closed-loop rate)")
 	fs.StringVar(&cfg.GOGC, "gogc", "", "GOGC of the services and reference processes (default: Go's, 100)")
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU and allocation profiles of movie, metadata, rating and the floor's processes, taken during their first round")
+	overload := fs.Bool("overload", false, "measure overload instead: movie's closed-loop capacity, then open-loop load at 0.5x, 1.5x and 2x of it, with -max-inflight at its default on every service and at 0, interleaved")
+	fs.IntVar(&cfg.Outstanding, "outstanding", cfg.Outstanding, "with -overload: requests the open loop awaits at once; an arrival beyond is not sent")
+	fs.IntVar(&cfg.MaxInFlight, "max-inflight", cfg.MaxInFlight, "with -overload: -max-inflight of every service when protection is on")
 	fs.StringVar(&cfg.MovieB, "movie-b", "", "`path` of a second movie binary, for an A/B: measured right after the movie built from this tree in every round, on the same backends and Consul; the report adds its figures and the ratios B/A")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.Connections < 1 || cfg.Rounds < 1 || cfg.Duration <= 0 || cfg.Warmup < 0 {
-		return errors.New("connections and rounds must be at least 1, duration positive, warmup not negative")
+	if cfg.Connections < 1 || cfg.Rounds < 1 || cfg.Duration <= 0 || cfg.Warmup < 0 || cfg.Outstanding < 1 || cfg.MaxInFlight < 1 {
+		return errors.New("connections, rounds, outstanding and max-inflight must be at least 1, duration positive, warmup not negative")
+	}
+	if *overload {
+		if cfg.MovieB != "" || cfg.ProfileDir != "" {
+			return errors.New("-overload measures this tree's services alone: no -movie-b or -profile")
+		}
+		return bench.RunOverload(ctx, cfg, stdout, stderr)
 	}
 	if cfg.MovieB != "" {
 		// Before Consul starts and the services build, not a minute later.

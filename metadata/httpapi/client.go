@@ -14,7 +14,8 @@ import (
 
 // NewFactory returns the sd.Factory of the get endpoint of one metadata
 // instance, over rt: a metadata.GetRequest in, a metadata.Metadata out, or
-// metadata.ErrNotFound, web.ErrBadResponse or web.ErrUpstreamStatus. An
+// metadata.ErrNotFound, web.ErrBadResponse, web.ErrUpstreamStatus or
+// errs.ErrOverloaded (the instance shed the request). An
 // answer is trusted no further than a client's request: only metadata the
 // service itself would store is accepted.
 func NewFactory(rt http.RoundTripper) sd.Factory {

@@ -11,6 +11,7 @@ import (
 	"movieexample.com/metadata"
 	"movieexample.com/movie"
 	"movieexample.com/movie/httpapi"
+	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/gateway"
 	"movieexample.com/pkg/web"
 	"movieexample.com/rating"
@@ -40,6 +41,8 @@ var (
 
 func TestHTTPGetMovie(t *testing.T) {
 	unavailable := fmt.Errorf("%w: no metadata instance discovered", gateway.ErrUnavailable)
+	// What the gateway returns when every instance it asked shed the call.
+	shed := fmt.Errorf("%w: metadata: upstream %w: 503 with Retry-After", gateway.ErrUnavailable, errs.ErrOverloaded)
 	tests := []struct {
 		name       string
 		target     string
@@ -47,6 +50,7 @@ func TestHTTPGetMovie(t *testing.T) {
 		rating     fakeRating
 		wantStatus int
 		wantBody   string
+		retryAfter string // the Retry-After header; "" for none
 	}{
 		{name: "metadata and rating", target: "/movie?id=1", metadata: fakeMetadata{md: shawshank}, rating: fakeRating{agg: fourHalf},
 			wantStatus: 200, wantBody: `{"metadata":{"id":"1","title":"The Shawshank Redemption","description":"","director":"Frank Darabont"},"rating":4.5}`},
@@ -60,6 +64,10 @@ func TestHTTPGetMovie(t *testing.T) {
 			wantStatus: 404, wantBody: `{"error":"movie not found"}`},
 		{name: "metadata unavailable", target: "/movie?id=1", metadata: fakeMetadata{err: unavailable}, rating: fakeRating{agg: fourHalf},
 			wantStatus: 503, wantBody: `{"error":"service unavailable"}`},
+		{name: "metadata sheds: 503, told to come back", target: "/movie?id=1", metadata: fakeMetadata{err: shed}, rating: fakeRating{agg: fourHalf},
+			wantStatus: 503, wantBody: `{"error":"service unavailable"}`, retryAfter: web.RetryAfter},
+		{name: "rating sheds: marked missing, as when it is down", target: "/movie?id=1", metadata: fakeMetadata{md: shawshank}, rating: fakeRating{err: shed},
+			wantStatus: 200, wantBody: `{"metadata":{"id":"1","title":"The Shawshank Redemption","description":"","director":"Frank Darabont"},"partial":["rating"]}`},
 		{name: "metadata answers garbage", target: "/movie?id=1", metadata: fakeMetadata{err: web.ErrBadResponse}, rating: fakeRating{agg: fourHalf},
 			wantStatus: 502, wantBody: `{"error":"bad gateway"}`},
 		{name: "missing id", target: "/movie", wantStatus: 400},
@@ -73,6 +81,9 @@ func TestHTTPGetMovie(t *testing.T) {
 			h.ServeHTTP(rec, httptest.NewRequest("GET", tt.target, nil))
 			if rec.Code != tt.wantStatus {
 				t.Errorf("status = %d, want %d (body %s)", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if got := rec.Header().Get("Retry-After"); got != tt.retryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tt.retryAfter)
 			}
 			got := strings.TrimSpace(rec.Body.String())
 			if tt.wantBody != "" && got != tt.wantBody {

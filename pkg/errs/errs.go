@@ -34,6 +34,13 @@ const (
 // in fmt.Errorf("%w: id must be ...", errs.ErrInvalid).
 var ErrInvalid = New(Invalid, "invalid argument")
 
+// ErrOverloaded is the Unavailable error of work refused because an
+// instance already has as much in flight as it admits: the instance is
+// alive and well, only busy. An HTTP answer of it is a 503 with Retry-After
+// (pkg/web); a gateway retries it on another instance only, and its circuit
+// breakers do not count it as a failure (pkg/gateway).
+var ErrOverloaded = New(Unavailable, "overloaded")
+
 // kindError is a sentinel error with its kind.
 type kindError struct {
 	kind Kind

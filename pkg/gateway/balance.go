@@ -168,11 +168,17 @@ type rotation struct {
 	small     [1]uint64 // the tried bits of a set of up to 64 members...
 	big       []uint64  // ...or of a larger one
 	panicking bool      // every instance was found ejected: bypass the breakers
+	n         int       // members in the set
+	// shed holds the members that answered this call errs.ErrOverloaded,
+	// which it never asks again, not even in a new round; nil until one
+	// does, which most calls never see.
+	shed  []member
+	nShed int
 }
 
 // start readies r for one call over set.
 func (r *rotation) start(set *members, cfg *Config) {
-	r.balancer, r.groups = cfg.Balancer, [2]*group{&set.stable, &set.canary}
+	r.balancer, r.groups, r.n = cfg.Balancer, [2]*group{&set.stable, &set.canary}, len(set.all)
 	if cfg.CanaryTag != "" && rand.Float64()*100 < cfg.CanaryPercent {
 		r.groups[0], r.groups[1] = &set.canary, &set.stable
 	}
@@ -202,14 +208,30 @@ func (r *rotation) untouched() bool {
 	return r.small[0] == 0
 }
 
+// clearTried starts a new round: every member may be tried again but the
+// ones that shed the call.
 func (r *rotation) clearTried() {
 	r.small[0] = 0
 	clear(r.big)
+	for _, m := range r.shed {
+		r.mark(m)
+	}
 }
+
+// markShed records that m shed the call (it is already marked tried).
+func (r *rotation) markShed(m member) {
+	if !slices.ContainsFunc(r.shed, func(s member) bool { return s.idx == m.idx }) {
+		r.shed = append(r.shed, m)
+		r.nShed++
+	}
+}
+
+// allShed reports whether every instance has shed the call.
+func (r *rotation) allShed() bool { return r.nShed == r.n }
 
 // next returns the next member to try and marks it tried; newRound says
 // every member had been tried, so it starts another round. ok is false only
-// for an empty set.
+// for an empty set, or when every member has shed the call.
 func (r *rotation) next() (m member, newRound, ok bool) {
 	for round := 0; round < 2; round++ {
 		for _, g := range r.groups {

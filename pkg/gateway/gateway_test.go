@@ -86,26 +86,38 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // testIdentity), and stopped at the end of the test.
 func newUpstream(t *testing.T, name string, factory sd.Factory, cfg Config, addrs ...string) *Upstream {
 	t.Helper()
-	u := New(name, factory, cfg, NewMetrics(prometheus.NewRegistry()), quietLogger())
+	return newUpstreamIn(t, prometheus.NewRegistry(), name, factory, cfg, addrs...)
+}
+
+// newUpstreamIn is newUpstream with its metrics registered in reg.
+func newUpstreamIn(t *testing.T, reg *prometheus.Registry, name string, factory sd.Factory, cfg Config, addrs ...string) *Upstream {
+	t.Helper()
+	u := New(name, factory, cfg, NewMetrics(reg), quietLogger())
 	instances := make(fixedInstancer, len(addrs))
 	for i, addr := range addrs {
 		instances[i] = identity.Instance(testIdentity(addr), addr)
 	}
 	u.Watch(instances)
 	t.Cleanup(u.Stop)
-	// The upstream takes the instancer's first event on a goroutine of
-	// its own: wait until it has made the endpoints.
+	waitEndpoints(t, u, len(addrs))
+	return u
+}
+
+// waitEndpoints waits until u has n endpoints: the upstream takes the
+// instancer's first event on a goroutine of its own.
+func waitEndpoints(t *testing.T, u *Upstream, n int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		n := 0
+		got := 0
 		if set := u.set.Load(); set != nil {
-			n = len(set.all)
+			got = len(set.all)
 		}
-		if n == len(addrs) {
-			return u
+		if got == n {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d %s endpoints after 5s, want %d", n, name, len(addrs))
+			t.Fatalf("%d %s endpoints after 5s, want %d", got, u.name, n)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -32,10 +32,10 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 	const ns, sub = "movieapp", "gateway"
 	return &Metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_requests_total",
-			Help: "Requests sent to an upstream's instances, one per attempt (a retry is another request), by target and outcome (ok, not_found, bad_response, wrong_instance, unavailable, canceled)."},
+			Help: "Requests sent to an upstream's instances, one per attempt (a retry is another request), by target and outcome (ok, not_found, bad_response, wrong_instance, overloaded, unavailable, canceled)."},
 			[]string{"target", "outcome"}),
 		calls: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_calls_total",
-			Help: "Calls to an upstream service, retries included in one call, by target and outcome (ok, not_found, bad_response, unavailable, canceled)."},
+			Help: "Calls to an upstream service, retries included in one call, by target and outcome (ok, not_found, bad_response, overloaded, unavailable, canceled)."},
 			[]string{"target", "outcome"}),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "upstream_call_duration_seconds",
 			Help:    "Time of a call to an upstream service, retries included, by target.",
@@ -67,9 +67,10 @@ type upstreamMetrics struct {
 
 // outcomes are one target's counters of one vector, by outcome. A call
 // has no wrong_instance outcome of its own: a call whose attempts found
-// only wrong instances is unavailable.
+// only wrong instances is unavailable. Overloaded is an attempt that an
+// instance shed (errs.ErrOverloaded), or a call whose last attempt was.
 type outcomes struct {
-	ok, notFound, badResponse, wrongInstance, unavailable, canceled prometheus.Counter
+	ok, notFound, badResponse, wrongInstance, overloaded, unavailable, canceled prometheus.Counter
 }
 
 func newOutcomes(v *prometheus.CounterVec, t string, perAttempt bool) outcomes {
@@ -77,6 +78,7 @@ func newOutcomes(v *prometheus.CounterVec, t string, perAttempt bool) outcomes {
 		ok:          v.WithLabelValues(t, "ok"),
 		notFound:    v.WithLabelValues(t, "not_found"),
 		badResponse: v.WithLabelValues(t, "bad_response"),
+		overloaded:  v.WithLabelValues(t, "overloaded"),
 		unavailable: v.WithLabelValues(t, "unavailable"),
 		canceled:    v.WithLabelValues(t, "canceled"),
 	}
@@ -125,6 +127,8 @@ func (o outcomes) count(err error) {
 		o.wrongInstance.Inc()
 	case errors.Is(err, context.Canceled):
 		o.canceled.Inc()
+	case errors.Is(err, errs.ErrOverloaded):
+		o.overloaded.Inc()
 	default:
 		switch errs.KindOf(err) {
 		case errs.NotFound:

@@ -78,10 +78,13 @@ func (u *Upstream) breaker(instance string) endpoint.Middleware {
 		},
 		IsSuccessful: func(err error) bool {
 			// An answer, even "not found", is a healthy instance; a call
-			// abandoned by our own caller says nothing about it. An answer
-			// from the wrong instance is a failure: the instance named is
-			// not there.
-			return err == nil || errs.KindOf(err) == errs.NotFound || errors.Is(err, context.Canceled)
+			// abandoned by our own caller says nothing about it. So is an
+			// instance that sheds load: ejecting it for being busy would
+			// push its share onto the others, which are as busy, and turn
+			// an overload into an outage. An answer from the wrong instance
+			// is a failure: the instance named is not there.
+			return err == nil || errs.KindOf(err) == errs.NotFound || errors.Is(err, context.Canceled) ||
+				errors.Is(err, errs.ErrOverloaded)
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			u.log.Warn("circuit breaker changed state", "instance", instance, "from", from.String(), "to", to.String())
@@ -114,6 +117,13 @@ type bypassBreaker struct{}
 // deadline in ErrUnavailable instead of returning a bare
 // context.DeadlineExceeded.
 //
+// An instance that answers errs.ErrOverloaded (it sheds load) is not asked
+// again within the call, even when it is the only one: at its limit a moment
+// ago, it most likely still is, and a second ask would only add to its load.
+// Once every instance has shed, the call ends without spending more of the
+// retry budget; a retry on another instance is paid for like any other, so
+// that shedding cannot multiply the load by more than the budget allows.
+//
 // When every instance is ejected, a FailFast upstream fails at once; any
 // other tries them anyway, as Envoy's panic threshold does. Every breaker
 // open at once is more often one event that all of them saw (a pause of this
@@ -131,7 +141,7 @@ func (u *Upstream) call(ctx context.Context, req any) (any, error) {
 	r.start(set, &u.cfg)
 	var lastErr error
 	for attempt := range u.cfg.MaxAttempts {
-		if attempt > 0 && !u.payForRetry(ctx, attempt) {
+		if attempt > 0 && (r.allShed() || !u.payForRetry(ctx, attempt)) {
 			break
 		}
 		resp, err := u.attempt(ctx, &r, len(set.all), req)
@@ -157,13 +167,18 @@ func (u *Upstream) call(ctx context.Context, req any) (any, error) {
 
 // attempt makes one real attempt on the next instance of r (of n) whose
 // breaker lets it through, skipping ejected ones without spending an
-// attempt. When n skips in one round find every instance ejected, a
-// FailFast upstream returns the breaker's error (which skipped reports);
-// any other starts panicking, for the rest of the call, under which the
-// breaker never skips: so the loop ends.
+// attempt; instances that shed the call are passed over (see rotation).
+// When the skips within one round reach the instances not shed, every one
+// left is ejected: a FailFast upstream returns the breaker's error (which
+// skipped reports); any other starts panicking, for the rest of the call,
+// under which the breaker never skips: so the loop ends. call never asks
+// for an attempt once every instance has shed.
 func (u *Upstream) attempt(ctx context.Context, r *rotation, n int, req any) (any, error) {
 	for skips := 0; ; {
-		m, newRound, _ := r.next() // never empty: call checked
+		m, newRound, ok := r.next()
+		if !ok { // every instance shed the call: not reached, call checks
+			return nil, fmt.Errorf("%w: every %s instance shed the call", errs.ErrOverloaded, u.name)
+		}
 		if newRound {
 			// Only n skips within one round, each member once, mean
 			// every instance is ejected.
@@ -175,10 +190,13 @@ func (u *Upstream) attempt(ctx context.Context, r *rotation, n int, req any) (an
 		}
 		resp, err := m.call(actx, req)
 		cancel()
+		if errors.Is(err, errs.ErrOverloaded) {
+			r.markShed(m)
+		}
 		if !skipped(err) {
 			return resp, err
 		}
-		if skips++; skips < n {
+		if skips++; skips < n-r.nShed {
 			continue
 		}
 		if u.cfg.FailFast || r.panicking {

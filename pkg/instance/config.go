@@ -43,6 +43,11 @@ type Config struct {
 	// under Docker's default 10s stop grace period.
 	ShutdownTimeout time.Duration
 
+	// MaxInFlight is how many requests to the service's routes the
+	// instance serves at once; one more is answered 503 at once (see
+	// limiter). 0 admits every request.
+	MaxInFlight int
+
 	LogFormat string
 	LogLevel  slog.Level
 	AccessLog bool // one log line per request; off by default (it costs throughput)
@@ -69,6 +74,7 @@ var EnvNames = map[string]string{
 	"start-timeout":      "CONSUL_START_TIMEOUT",
 	"drain":              "DRAIN_TIMEOUT",
 	"shutdown-timeout":   "SHUTDOWN_TIMEOUT",
+	"max-inflight":       "MAX_INFLIGHT",
 	"log-format":         "LOG_FORMAT",
 	"log-level":          "LOG_LEVEL",
 	"access-log":         "ACCESS_LOG",
@@ -88,6 +94,7 @@ func DefaultConfig(service string, defaultPort int) Config {
 		Weight:          1,
 		Drain:           time.Second,
 		ShutdownTimeout: 5 * time.Second,
+		MaxInFlight:     DefaultMaxInFlight,
 		LogFormat:       logging.FormatAuto,
 	}
 }
@@ -118,6 +125,7 @@ func (c *Config) FlagSet(stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.Discovery.StartTimeout, "start-timeout", c.Discovery.StartTimeout, "how long to keep retrying an unreachable Consul at start")
 	fs.DurationVar(&c.Drain, "drain", c.Drain, "how long to keep serving after deregistering")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "deadline for in-flight requests at shutdown")
+	fs.IntVar(&c.MaxInFlight, "max-inflight", c.MaxInFlight, "requests served at once; one more is answered 503 with Retry-After at once (0 admits all)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: auto (text on a terminal, else JSON), json or text")
 	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.BoolVar(&c.AccessLog, "access-log", c.AccessLog, "log one line per request")
@@ -156,6 +164,8 @@ func (c *Config) Check() error {
 		return fmt.Errorf("weight %d: must be at least 1", c.Weight)
 	case c.Drain < 0 || c.ShutdownTimeout <= 0 || d.StartTimeout <= 0:
 		return errors.New("drain must not be negative; shutdown and start timeouts must be positive")
+	case c.MaxInFlight < 0:
+		return fmt.Errorf("max-inflight %d: must be 0 (no limit) or more", c.MaxInFlight)
 	}
 	if _, err := logging.New(io.Discard, c.LogFormat, c.LogLevel); err != nil {
 		return err
@@ -203,6 +213,7 @@ func (c Config) Attrs() []slog.Attr {
 		slog.Duration("ttl", c.Discovery.TTL), slog.Duration("heartbeat_interval", c.Discovery.HeartbeatInterval),
 		slog.Duration("deregister_after", c.Discovery.DeregisterAfter), slog.Duration("start_timeout", c.Discovery.StartTimeout),
 		slog.Duration("drain", c.Drain), slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Int("max_inflight", c.MaxInFlight),
 		slog.String("log_format", c.LogFormat), slog.String("log_level", c.LogLevel.String()),
 		slog.Bool("access_log", c.AccessLog), slog.Bool("pprof", c.Pprof),
 	}

@@ -34,7 +34,9 @@ func TestParseEnvironmentFallback(t *testing.T) {
 			"HEARTBEAT_TTL": "6s", "HEARTBEAT_INTERVAL": "1s", "DEREGISTER_AFTER": "2m", "CONSUL_START_TIMEOUT": "3s",
 			"DRAIN_TIMEOUT": "0s", "SHUTDOWN_TIMEOUT": "4s",
 			"LOG_FORMAT": "text", "LOG_LEVEL": "debug", "ACCESS_LOG": "true", "PPROF": "1",
+			"MAX_INFLIGHT": "7",
 		}, want: func(c *instance.Config) {
+			c.MaxInFlight = 7
 			c.Host, c.AdvertiseAddr = "127.0.0.1", "10.0.0.7:80"
 			c.Discovery.TTL, c.Discovery.HeartbeatInterval = 6*time.Second, time.Second
 			c.Discovery.DeregisterAfter, c.Discovery.StartTimeout = 2*time.Minute, 3*time.Second
@@ -65,6 +67,8 @@ func TestParseEnvironmentFallback(t *testing.T) {
 		{name: "heartbeat not shorter than TTL", args: []string{"-ttl", "2s", "-heartbeat-interval", "2s"}, wantInErr: "shorter than the TTL"},
 		{name: "reaping under Consul's minimum", args: []string{"-deregister-after", "30s"}, wantInErr: "minimum is 1m"},
 		{name: "negative drain", args: []string{"-drain", "-1s"}, wantInErr: "drain must not be negative"},
+		{name: "no limit", args: []string{"-max-inflight", "0"}, want: func(c *instance.Config) { c.MaxInFlight = 0 }},
+		{name: "negative limit", args: []string{"-max-inflight", "-1"}, wantInErr: "max-inflight -1"},
 		{name: "unknown log format", args: []string{"-log-format", "xml"}, wantInErr: "xml"},
 		{name: "unknown flag", args: []string{"-nope"}, wantInErr: "-nope"},
 	}

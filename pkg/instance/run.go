@@ -154,14 +154,18 @@ func (s *server) ready() error {
 
 // newHTTPServer adds the operational routes to the service's and wraps them
 // in the middleware every request goes through: the instance's identity
-// header, the request ID, then the metrics and access log, then panic
-// recovery, so that the 500 a panic turns into is counted and logged like
-// any other answer.
+// header, the request ID, then the metrics and access log, then the
+// in-flight limit, then panic recovery, so that the 500 a panic turns into
+// is counted and logged like any other answer. The limit is inside the
+// metrics, so that a refused request counts as the 503 its client got, and
+// inside the identity header, so that a gateway can tell the instance that
+// refused it.
 func (s *server) newHTTPServer() *http.Server {
 	app := s.app
 	mux := app.Routes
 	ops.Routes(mux, s.ready, app.Metrics, app.Config.Pprof)
 	h := web.RecoverPanics(app.Logger, mux)
+	h = newLimiter(app.Config.MaxInFlight, mux, app.Metrics).handler(h)
 	h = httpmetrics.New(app.Metrics).Handler(app.Config.AccessLog, app.Logger, h)
 	return &http.Server{
 		Handler:           identity.Middleware(identity.Of(app.Config.Service, app.Config.InstanceID), requestid.Middleware(h)),

@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,17 @@ func Routes(mux *http.ServeMux, ready func() error, metrics *prometheus.Registry
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
+}
+
+// Operational reports whether path is one of the routes Routes adds: what
+// an overload limit must never refuse, since an instance that sheds its API
+// is busy, not broken, and its probes and scrapes must say so.
+func Operational(path string) bool {
+	switch path {
+	case "/health", "/ready", "/metrics":
+		return true
+	}
+	return strings.HasPrefix(path, "/debug/pprof/")
 }
 
 type statusBody struct {

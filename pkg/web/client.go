@@ -111,7 +111,9 @@ func GetFactory(rt http.RoundTripper, path string, encode func(req any) string, 
 
 // DecodeAnswer returns a DecodeFunc that reads at most max bytes of an
 // answer and turns a 200 into a T that check accepts. A 404 is notFound, the
-// caller's own error; a 5xx is ErrUpstreamStatus; anything else, an
+// caller's own error; a 503 with Retry-After is errs.ErrOverloaded (the
+// instance refused the request for being busy: see WriteOverloaded); any other
+// 5xx is ErrUpstreamStatus; anything else, an
 // unexpected status or a body that is too large, malformed or refused by
 // check, is ErrBadResponse. The body is read to its end (within max) even for
 // errors, so the connection can be reused.
@@ -124,6 +126,8 @@ func DecodeAnswer[T any](max int64, notFound error, check func(T) error) DecodeF
 		switch {
 		case resp.StatusCode == http.StatusNotFound:
 			return nil, notFound
+		case resp.StatusCode == http.StatusServiceUnavailable && len(resp.Header["Retry-After"]) > 0:
+			return nil, fmt.Errorf("upstream %w: 503 with Retry-After", errs.ErrOverloaded)
 		case resp.StatusCode >= 500:
 			return nil, fmt.Errorf("%w %d", ErrUpstreamStatus, resp.StatusCode)
 		case resp.StatusCode != http.StatusOK:

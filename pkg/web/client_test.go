@@ -25,21 +25,28 @@ func TestGetFactoryChecksIdentity(t *testing.T) {
 		name   string
 		says   []string // the identity headers of the answer
 		status int
-		want   error // nil for an answer
+		header string // a Retry-After header, if set
+		want   error  // nil for an answer
 	}{
-		{"right instance", []string{named}, 200, nil},
-		{"right instance, not found", []string{named}, 404, errNotFound},
-		{"no identity", nil, 200, identity.ErrWrongInstance},
-		{"no identity, not found", nil, 404, identity.ErrWrongInstance},
-		{"another instance of the service", []string{"rating/rating-2"}, 200, identity.ErrWrongInstance},
-		{"another service, not found", []string{"metadata/metadata-1"}, 404, identity.ErrWrongInstance},
-		{"two identities", []string{named, named}, 200, identity.ErrWrongInstance},
+		{"right instance", []string{named}, 200, "", nil},
+		{"right instance, not found", []string{named}, 404, "", errNotFound},
+		{"right instance, shedding", []string{named}, 503, "1", errs.ErrOverloaded},
+		{"right instance, 503 without Retry-After", []string{named}, 503, "", ErrUpstreamStatus},
+		{"no identity", nil, 200, "", identity.ErrWrongInstance},
+		{"no identity, not found", nil, 404, "", identity.ErrWrongInstance},
+		{"no identity, shedding", nil, 503, "1", identity.ErrWrongInstance},
+		{"another instance of the service", []string{"rating/rating-2"}, 200, "", identity.ErrWrongInstance},
+		{"another service, not found", []string{"metadata/metadata-1"}, 404, "", identity.ErrWrongInstance},
+		{"two identities", []string{named, named}, 200, "", identity.ErrWrongInstance},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				for _, v := range tt.says {
 					w.Header().Add(identity.Header, v)
+				}
+				if tt.header != "" {
+					w.Header().Set("Retry-After", tt.header)
 				}
 				w.WriteHeader(tt.status)
 				io.WriteString(w, `{}`)

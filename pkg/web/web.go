@@ -33,6 +33,24 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(ErrorBody{Error: msg})
 }
 
+// RetryAfter is the Retry-After, in seconds, of every 503 that means "too
+// busy now": the shortest wait HTTP can say in its own unit, and about the
+// time a burst over an instance's limit takes to clear, which is measured in
+// milliseconds to seconds, not minutes (docs/resilience.md#overload).
+const RetryAfter = "1"
+
+// MsgOverloaded is the error message of an instance's answer to a request
+// over its limit.
+const MsgOverloaded = "overloaded; retry later"
+
+// WriteOverloaded answers a request the instance refuses because it has
+// as many in flight as it admits: a 503 with Retry-After and the JSON error
+// body, which a gateway reads as errs.ErrOverloaded (DecodeAnswer).
+func WriteOverloaded(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", RetryAfter)
+	WriteError(w, http.StatusServiceUnavailable, MsgOverloaded)
+}
+
 // Status is the one table from error kind to HTTP status.
 func Status(err error) int {
 	switch errs.KindOf(err) {
@@ -63,6 +81,9 @@ const StatusClientClosedRequest = 499
 // build from their own validation errors only; for a 5xx it sees a generic
 // message while the cause goes to the log, once, with the request ID.
 //
+// A 503 whose cause is errs.ErrOverloaded (upstreams that shed) carries Retry-After, as
+// the upstream's own answer did.
+//
 // When the client has gone away, whatever err says (typically an upstream
 // call abandoned with the request, a 503), the answer is
 // StatusClientClosedRequest, logged at info level without the cause.
@@ -75,6 +96,11 @@ func ErrorEncoder(logger *slog.Logger) httptransport.ErrorEncoder {
 		}
 		status := Status(err)
 		msg := err.Error()
+		if status == http.StatusServiceUnavailable && errors.Is(err, errs.ErrOverloaded) {
+			// The upstreams refused the work for being busy, not broken:
+			// the caller is told to back off as they told us.
+			w.Header().Set("Retry-After", RetryAfter)
+		}
 		if status >= 500 {
 			logger.ErrorContext(ctx, "request failed", "status", status, "err", err)
 			msg = strings.ToLower(http.StatusText(status))

@@ -54,6 +54,7 @@ func TestErrorEncoder(t *testing.T) {
 		wantStatus int
 		wantBody   string // the error the client sees
 		wantLogged bool
+		retryAfter string // the Retry-After header; "" for none
 	}{
 		{name: "4xx shows the message", err: fmt.Errorf("%w: id must be set", errs.ErrInvalid),
 			wantStatus: 400, wantBody: "invalid argument: id must be set"},
@@ -62,6 +63,9 @@ func TestErrorEncoder(t *testing.T) {
 		{name: "too large", err: web.ErrBodyTooLarge, wantStatus: 413, wantBody: "request body too large"},
 		{name: "5xx is generic and logged", err: fmt.Errorf("query db:5432 as admin: %w", errs.New(errs.Unavailable, "store unavailable")),
 			wantStatus: 503, wantBody: "service unavailable", wantLogged: true},
+		{name: "upstreams that shed: 503 with Retry-After",
+			err:        fmt.Errorf("metadata service unavailable: upstream unavailable: metadata: upstream %w", errs.ErrOverloaded),
+			wantStatus: 503, wantBody: "service unavailable", wantLogged: true, retryAfter: web.RetryAfter},
 		{name: "bad gateway is generic and logged", err: fmt.Errorf("%w: status 302", web.ErrBadResponse),
 			wantStatus: 502, wantBody: "bad gateway", wantLogged: true},
 		{name: "unknown error is a generic 500, logged", err: errors.New("secret detail of a bug"),
@@ -80,6 +84,9 @@ func TestErrorEncoder(t *testing.T) {
 
 			if rec.Code != tt.wantStatus {
 				t.Errorf("status = %d, want %d", rec.Code, tt.wantStatus)
+			}
+			if got := rec.Header().Get("Retry-After"); got != tt.retryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tt.retryAfter)
 			}
 			if got, want := rec.Header().Get("Content-Type"), "application/json; charset=utf-8"; got != want {
 				t.Errorf("Content-Type = %q, want %q", got, want)
@@ -212,5 +219,20 @@ func TestErrorEncoderClientGone(t *testing.T) {
 				t.Errorf("a hang-up was logged with its cause: %s", lines[0])
 			}
 		})
+	}
+}
+
+func TestWriteOverloaded(t *testing.T) {
+	rec := httptest.NewRecorder()
+	web.WriteOverloaded(rec)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("status = %d, want 503", rec.Code)
+	}
+	if got := rec.Header().Get("Retry-After"); got != web.RetryAfter {
+		t.Errorf("Retry-After = %q, want %q", got, web.RetryAfter)
+	}
+	var body web.ErrorBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error != web.MsgOverloaded {
+		t.Errorf("body %q, want the JSON error shape with %q (%v)", rec.Body, web.MsgOverloaded, err)
 	}
 }

@@ -14,8 +14,9 @@ import (
 
 // NewFactory returns the sd.Factory of the get endpoint of one rating
 // instance, over rt: a rating.GetRequest in, a rating.Aggregate out, or
-// rating.ErrNotFound (no ratings yet), web.ErrBadResponse or
-// web.ErrUpstreamStatus. Only a plausible average is accepted.
+// rating.ErrNotFound (no ratings yet), web.ErrBadResponse,
+// web.ErrUpstreamStatus or errs.ErrOverloaded (the instance shed the
+// request). Only a plausible average is accepted.
 func NewFactory(rt http.RoundTripper) sd.Factory {
 	return web.GetFactory(rt, "/rating", encodeGetRequest,
 		web.DecodeAnswer(web.MaxAnswerBytes, rating.ErrNotFound, rating.Aggregate.Plausible))
