@@ -1,13 +1,12 @@
 package compose
 
 import (
-	"encoding/json"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"movieexample.com/internal/metricstest"
 )
 
 // checkCanary runs the README's canary rollout: rating-canary (profile
@@ -86,30 +85,13 @@ func (s *stack) checkCanary() {
 // promByVersion runs an instant query and returns each series' value by
 // its version label; nil if the query fails (the caller waits).
 func promByVersion(addr, query string) map[string]float64 {
-	resp, err := client.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(query))
+	samples, err := metricstest.Query("http://"+addr, query)
 	if err != nil {
 		return nil
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Data   struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Status != "success" {
-		return nil
-	}
 	out := map[string]float64{}
-	for _, r := range body.Data.Result {
-		v, _ := r.Value[1].(string)
-		f, err := strconv.ParseFloat(v, 64)
-		if err == nil {
-			out[r.Metric["version"]] = f
-		}
+	for _, s := range samples {
+		out[s.Metric["version"]] = s.Value
 	}
 	return out
 }

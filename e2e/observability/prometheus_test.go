@@ -8,12 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +20,7 @@ import (
 
 	"movieexample.com/internal/cluster"
 	"movieexample.com/internal/devconsul"
+	"movieexample.com/internal/metricstest"
 )
 
 // errNoPrometheus means the Prometheus binary was not found. The test fails
@@ -163,32 +162,12 @@ func (p *prometheus) targets(t *testing.T) map[string]target {
 	return out
 }
 
-// sample is one series of an instant query's result.
-type sample struct {
-	Metric map[string]string
-	Value  float64
-}
-
 // query runs an instant PromQL query.
-func (p *prometheus) query(t *testing.T, q string) []sample {
+func (p *prometheus) query(t *testing.T, q string) []metricstest.Sample {
 	t.Helper()
-	var body struct {
-		Data struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	p.api(t, "/api/v1/query?query="+url.QueryEscape(q), &body)
-	var out []sample
-	for _, r := range body.Data.Result {
-		s, _ := r.Value[1].(string)
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			t.Fatalf("query %s: value %v: %v", q, r.Value[1], err)
-		}
-		out = append(out, sample{Metric: r.Metric, Value: v})
+	out, err := metricstest.Query(p.base, q)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -1,13 +1,17 @@
 // Package metricstest reads Prometheus metrics the way Prometheus does, from
 // a /metrics endpoint's text exposition or a registry, for movieapp's tests:
 // one series' value, the values a label takes, and promlint's verdict on the
-// names.
+// names; and a Prometheus server's answer to an instant query.
 package metricstest
 
 import (
+	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,4 +150,47 @@ func value(m *dto.Metric) float64 {
 		return float64(m.GetSummary().GetSampleCount())
 	}
 	return m.GetUntyped().GetValue()
+}
+
+// Sample is one series of a Prometheus instant query's result.
+type Sample struct {
+	Metric map[string]string
+	Value  float64
+}
+
+// Query runs the instant PromQL query q against the Prometheus server at
+// base ("http://127.0.0.1:9090"). It returns an error rather than failing a
+// test, so that a caller can wait for a server that is still starting.
+func Query(base, q string) ([]Sample, error) {
+	resp, err := client.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("query %s: %s: %w", q, resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK || body.Status != "success" {
+		return nil, fmt.Errorf("query %s: %s: %s", q, resp.Status, body.Error)
+	}
+	out := make([]Sample, 0, len(body.Data.Result))
+	for _, r := range body.Data.Result {
+		s, _ := r.Value[1].(string)
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, fmt.Errorf("query %s: value %v: %w", q, r.Value[1], err)
+		}
+		out = append(out, Sample{Metric: r.Metric, Value: v})
+	}
+	return out, nil
 }
