@@ -172,8 +172,7 @@ type rotation struct {
 	// shed holds the members that answered this call errs.ErrOverloaded,
 	// which it never asks again, not even in a new round; nil until one
 	// does, which most calls never see.
-	shed  []member
-	nShed int
+	shed []member
 }
 
 // start readies r for one call over set.
@@ -218,16 +217,14 @@ func (r *rotation) clearTried() {
 	}
 }
 
-// markShed records that m shed the call (it is already marked tried).
+// markShed records that m shed the call. It is marked tried already, and
+// clearTried marks it again each round, so no call records it twice.
 func (r *rotation) markShed(m member) {
-	if !slices.ContainsFunc(r.shed, func(s member) bool { return s.idx == m.idx }) {
-		r.shed = append(r.shed, m)
-		r.nShed++
-	}
+	r.shed = append(r.shed, m)
 }
 
 // allShed reports whether every instance has shed the call.
-func (r *rotation) allShed() bool { return r.nShed == r.n }
+func (r *rotation) allShed() bool { return len(r.shed) == r.n }
 
 // next returns the next member to try and marks it tried; newRound says
 // every member had been tried, so it starts another round. ok is false only

@@ -196,7 +196,7 @@ func (u *Upstream) attempt(ctx context.Context, r *rotation, n int, req any) (an
 		if !skipped(err) {
 			return resp, err
 		}
-		if skips++; skips < n-r.nShed {
+		if skips++; skips < n-len(r.shed) {
 			continue
 		}
 		if u.cfg.FailFast || r.panicking {
