@@ -47,7 +47,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Float64Var(&gw.RetryRatio, "retry-ratio", gw.RetryRatio, "retry budget: retries may add this fraction of calls")
 	fs.IntVar(&gw.BreakerFailures, "breaker-failures", gw.BreakerFailures, "consecutive failures that eject an instance (0 disables the breaker)")
 	fs.DurationVar(&gw.BreakerCooldown, "breaker-cooldown", gw.BreakerCooldown, "how long an ejected instance is skipped before a trial call")
-	fs.TextVar(&gw.Balancer, "balancer", gw.Balancer, "how a call picks an upstream instance: random (weighted by each instance's -weight) or p2c (two weighted random draws, the one with fewer calls in flight)")
+	fs.TextVar(&gw.Balancer, "balancer", gw.Balancer, "how a call picks an upstream instance: random (weighted by each instance's -weight) p2c (two weighted random draws, the one with fewer calls in flight) or p2c-ewma (the one with the lower latency estimate times calls in flight)")
 	fs.StringVar(&gw.CanaryTag, "canary-tag", gw.CanaryTag, "a tag that makes the upstream instances carrying it a canary subset, sent -canary-percent of the calls (empty: no canary)")
 	fs.Float64Var(&gw.CanaryPercent, "canary-percent", gw.CanaryPercent, "percent of the calls to each upstream sent to its -canary-tag instances (0 to 100)")
 	fs.DurationVar(&cfg.ReregisterGrace, "reregister-grace", cfg.ReregisterGrace, "after Consul comes back, how long its answers may add upstream instances but not remove them; and how long instances that all turned critical at once stay in use (0 trusts every answer)")

@@ -7,9 +7,11 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-kit/kit/endpoint"
 
+	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/routing"
 )
 
@@ -26,16 +28,23 @@ const (
 	// most draws, without any latency to measure or tune (as Envoy's
 	// least-request balancer, go-zero's and Kratos' p2c).
 	P2C Balancer = "p2c"
+	// P2CEWMA picks two instances as P2C does and calls the one whose
+	// latency estimate (peakEWMA) times its calls in flight, plus one, per
+	// unit of weight is lower, as Finagle's and linkerd's peak-EWMA
+	// balancers and go-zero's p2c do. A failed attempt counts as one that
+	// took the whole attempt timeout, so an instance that fails or sheds
+	// fast does not look fast. docs/resilience.md compares it with P2C.
+	P2CEWMA Balancer = "p2c-ewma"
 )
 
 // ParseBalancer returns the balancer called s, or an error naming the
 // ones there are.
 func ParseBalancer(s string) (Balancer, error) {
 	switch b := Balancer(s); b {
-	case Random, P2C:
+	case Random, P2C, P2CEWMA:
 		return b, nil
 	}
-	return "", fmt.Errorf("balancer %q: want random or p2c", s)
+	return "", fmt.Errorf("balancer %q: want random, p2c or p2c-ewma", s)
 }
 
 // MarshalText and UnmarshalText make a Balancer a flag (flag.TextVar).
@@ -60,14 +69,36 @@ type node struct {
 	closer   io.Closer
 	weight   int
 	canary   bool
-	inflight atomic.Int64 // this process's calls to it in flight (P2C)
+	inflight atomic.Int64 // this process's calls to it in flight (P2C, P2CEWMA)
+	// latency is nil but with P2CEWMA: the other balancers read no clock.
+	latency *peakEWMA
 }
 
-// call makes one attempt on the node, counted in flight while it lasts.
-func (n *node) call(ctx context.Context, req any) (any, error) {
+// call makes one attempt on the node, counted in flight while it lasts;
+// with P2CEWMA, timed, a failure counted as taking timeout.
+func (n *node) call(ctx context.Context, req any, timeout time.Duration) (any, error) {
 	n.inflight.Add(1)
 	defer n.inflight.Add(-1) // a panicking endpoint must not leave it busy for ever
-	return n.ep(ctx, req)
+	if n.latency == nil {
+		return n.ep(ctx, req)
+	}
+	start := time.Now()
+	resp, err := n.ep(ctx, req)
+	end := time.Now()
+	d := end.Sub(start)
+	if err != nil && !skipped(err) && errs.KindOf(err) != errs.NotFound {
+		d = max(d, timeout)
+	}
+	if !skipped(err) { // a skip never reached the instance
+		n.latency.observe(d, end)
+	}
+	return resp, err
+}
+
+// cost is what P2CEWMA compares: the latency estimate times the calls in
+// flight plus one, per unit of weight.
+func (n *node) cost(now time.Time) float64 {
+	return n.latency.estimate(now) * float64(n.inflight.Load()+1) / float64(n.weight)
 }
 
 // member is a node's place in one set: idx is its index in that set's
@@ -128,6 +159,9 @@ func (u *Upstream) update(old *members, instances []string) *members {
 			_, a := routing.Split(inst)
 			n = &node{instance: inst, ep: ep, closer: closer, weight: a.Weight,
 				canary: u.cfg.CanaryTag != "" && a.Has(u.cfg.CanaryTag)}
+			if u.cfg.Balancer == P2CEWMA {
+				n.latency = &peakEWMA{stamp: time.Now()}
+			}
 		}
 		set.all = append(set.all, member{node: n, idx: len(set.all)})
 	}
@@ -248,13 +282,22 @@ func (r *rotation) next() (m member, newRound, ok bool) {
 // is meant to hold nine times the calls of one of weight 1.
 func (r *rotation) pick(g *group) (member, bool) {
 	first, ok := r.draw(g)
-	if !ok || r.balancer != P2C {
+	if !ok || r.balancer == Random {
 		return first, ok
 	}
 	r.mark(first) // so the second draw is another member
 	second, ok := r.draw(g)
 	r.unmark(first)
-	if ok && second.inflight.Load()*int64(first.weight) < first.inflight.Load()*int64(second.weight) {
+	if !ok {
+		return first, true
+	}
+	if r.balancer == P2CEWMA {
+		if now := time.Now(); second.cost(now) < first.cost(now) {
+			return second, true
+		}
+		return first, true
+	}
+	if second.inflight.Load()*int64(first.weight) < first.inflight.Load()*int64(second.weight) {
 		return second, true
 	}
 	return first, true

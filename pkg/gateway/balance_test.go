@@ -197,6 +197,90 @@ func TestP2CAvoidsBusyInstance(t *testing.T) {
 	}
 }
 
+// TestP2CEWMAPicksLowerCost: p2c-ewma takes the instance whose latency
+// estimate times its calls in flight, plus one, is lower: the faster one,
+// until it holds so many calls that the slower one costs less.
+func TestP2CEWMAPicksLowerCost(t *testing.T) {
+	slow, fast := "rating/slow@127.0.0.1:1", "rating/fast@127.0.0.1:2"
+	cfg := DefaultConfig()
+	cfg.Balancer = P2CEWMA
+	u := balanced(t, newCounting(), cfg, slow, fast)
+	set := u.set.Load()
+	now := time.Now()
+	var fastNode *node
+	for _, m := range set.all {
+		d := time.Millisecond
+		if m.instance == slow {
+			d = 20 * time.Millisecond
+		} else {
+			fastNode = m.node
+		}
+		m.latency.observe(d, now)
+	}
+	picks := func() (n int) {
+		for range 1000 {
+			var r rotation
+			r.start(set, &u.cfg)
+			if m, _, _ := r.next(); m.instance == slow {
+				n++
+			}
+		}
+		return n
+	}
+	if n := picks(); n != 0 {
+		t.Errorf("1ms and 20ms, none in flight: %d of 1000 picks the slow instance, want none", n)
+	}
+	fastNode.inflight.Add(30) // 1ms x 31 against 20ms x 1
+	if n := picks(); n != 1000 {
+		t.Errorf("the fast instance holding 30 calls: %d of 1000 picks the slow instance, want all", n)
+	}
+	fastNode.inflight.Add(-30)
+}
+
+// TestP2CEWMAFailureCostsTheTimeout: an attempt that fails at once counts
+// as one that took the whole attempt timeout, so an instance that fails or
+// sheds fast does not look fast; a not-found answer is an answer and counts
+// as what it took.
+func TestP2CEWMAFailureCostsTheTimeout(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	for _, tc := range []struct {
+		err  error
+		want bool // the estimate is the timeout
+	}{
+		{errs.New(errs.Unavailable, "down"), true},
+		{fmt.Errorf("rating: %w", errs.ErrOverloaded), true},
+		{errs.New(errs.NotFound, "no such movie"), false},
+		{nil, false},
+	} {
+		n := &node{weight: 1, latency: &peakEWMA{stamp: time.Now()},
+			ep: func(context.Context, any) (any, error) { return nil, tc.err }}
+		_, _ = n.call(context.Background(), nil, timeout)
+		if got := time.Duration(n.latency.estimate(time.Now())); (got >= timeout-time.Millisecond) != tc.want {
+			t.Errorf("after an attempt that returned %v: estimate %v, want the timeout: %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestPeakEWMA: a longer attempt sets the estimate at once, shorter ones
+// pull it down over ewmaDecay, and it decays toward zero while unobserved.
+func TestPeakEWMA(t *testing.T) {
+	t0 := time.Now()
+	e := &peakEWMA{stamp: t0}
+	e.observe(time.Millisecond, t0)
+	e.observe(20*time.Millisecond, t0.Add(time.Millisecond))
+	if got := e.estimate(t0.Add(time.Millisecond)); got != float64(20*time.Millisecond) {
+		t.Errorf("after a 20ms attempt: estimate %v, want 20ms at once", time.Duration(got))
+	}
+	e.observe(time.Millisecond, t0.Add(time.Millisecond+ewmaDecay))
+	want := 1e6 + (20e6-1e6)/math.E
+	if got := e.estimate(t0.Add(time.Millisecond + ewmaDecay)); math.Abs(got-want) > 1 {
+		t.Errorf("a 1ms attempt one decay later: estimate %v, want %v", time.Duration(got), time.Duration(want))
+	}
+	if got := e.estimate(t0.Add(time.Millisecond + 2*ewmaDecay)); math.Abs(got-want/math.E) > 1 {
+		t.Errorf("one decay unobserved: estimate %v, want %v", time.Duration(got), time.Duration(want/math.E))
+	}
+}
+
 // TestP2CWeighted: with no call in flight anywhere, p2c's draws follow the
 // weights, and ties go to the first draw, so the heavier instance gets more
 // calls than under an unweighted choice.

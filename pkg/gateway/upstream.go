@@ -188,7 +188,7 @@ func (u *Upstream) attempt(ctx context.Context, r *rotation, n int, req any) (an
 		if r.panicking {
 			actx = context.WithValue(actx, bypassBreaker{}, true)
 		}
-		resp, err := m.call(actx, req)
+		resp, err := m.call(actx, req, u.cfg.AttemptTimeout)
 		cancel()
 		if errors.Is(err, errs.ErrOverloaded) {
 			r.markShed(m)
