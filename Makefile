@@ -110,10 +110,12 @@ bench: $(CONSUL)
 	$(GO) build -o $(BIN)/bench ./bench/cmd
 	$(BIN)/bench $(BENCH_FLAGS)
 
-## bench-smoke: a few seconds of the same harness, for CI: fails on any failed request, asserts no speed
+## bench-smoke: a few seconds of the same harness and of its overload mode, for CI: fails on any failed
+## closed-loop request, asserts no speed
 bench-smoke: $(CONSUL)
 	$(GO) build -o $(BIN)/bench ./bench/cmd
 	$(BIN)/bench -duration 1s -rounds 1 -warmup 500ms
+	$(BIN)/bench -overload -duration 1s -rounds 1 -warmup 500ms
 
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -75,6 +75,17 @@ func RunOverload(ctx context.Context, cfg Config, out, progress io.Writer) error
 	}
 	defer os.RemoveAll(dir)
 	serviceEnv, _ := measuredEnv(cfg.GOGC)
+	machine := fmt.Sprintf("%d CPUs shared with the load generator", runtime.NumCPU())
+	var split *cpuSplit
+	if cfg.Pin {
+		if split, err = newCPUSplit(); err != nil {
+			return err
+		}
+		if err := split.forServices(); err != nil {
+			return err
+		}
+		machine = fmt.Sprintf("%d CPUs: %s", runtime.NumCPU(), split.desc)
+	}
 	on := &stack{name: "on", maxFlight: strconv.Itoa(cfg.MaxInFlight)}
 	if cfg.MaxInFlight == instance.DefaultMaxInFlight {
 		on.maxFlight += " (default)"
@@ -92,6 +103,11 @@ func RunOverload(ctx context.Context, cfg Config, out, progress io.Writer) error
 		}
 	}
 	stacks := []*stack{on, off}
+	if split != nil {
+		if err := split.forGenerator(); err != nil {
+			return err
+		}
+	}
 
 	warm := Load{Connections: cfg.Connections, Duration: cfg.Warmup}
 	for _, st := range stacks {
@@ -121,7 +137,7 @@ func RunOverload(ctx context.Context, cfg Config, out, progress io.Writer) error
 	if err := openRounds(ctx, cfg, stacks, capacity, logf); err != nil {
 		return err
 	}
-	overloadReport(ctx, out, cfg, on, off, capacity, loadStart)
+	overloadReport(ctx, out, cfg, on, off, capacity, machine, loadStart)
 	return nil
 }
 
@@ -235,10 +251,10 @@ func openRounds(ctx context.Context, cfg Config, stacks []*stack, capacity float
 }
 
 // overloadReport writes the overload run's tables and verdicts.
-func overloadReport(ctx context.Context, out io.Writer, cfg Config, on, off *stack, capacity float64, loadBefore string) {
+func overloadReport(ctx context.Context, out io.Writer, cfg Config, on, off *stack, capacity float64, machine, loadBefore string) {
 	fmt.Fprintf(out, "\nGET /movie?id=1..5 in turn; two movieapps (2 metadata, 2 rating, 1 movie, each on a Consul of its own), protection on (-max-inflight %s on every service) and off (-max-inflight 0)\n",
 		on.maxFlight)
-	fmt.Fprintf(out, "machine: %d CPUs shared with the load generator; load average %s before, %s after\n\n", runtime.NumCPU(), loadBefore, loadAverage())
+	fmt.Fprintf(out, "machine: %s; load average %s before, %s after\n\n", machine, loadBefore, loadAverage())
 
 	fmt.Fprintf(out, "closed loop by connections, protection off, %s each\n\n", cfg.Duration/2)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -255,8 +271,11 @@ func overloadReport(ctx context.Context, out io.Writer, cfg Config, on, off *sta
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%d\t\n", st.name, st.closed.Rate(), okRate(st.closed), ms(st.closed.Quantile(.5)), ms(st.closed.Quantile(.99)), st.closed.Failures)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "capacity: %.0f req/s (protection off's closed loop; on/off %.2fx, %s)\n", capacity,
-		ratio(okRate(on.closed), capacity), spread(on.rates, off.rates))
+	onOff := fmt.Sprintf("on/off %.2fx", ratio(okRate(on.closed), capacity))
+	if sp := spread(on.rates, off.rates); sp != "" {
+		onOff += ", " + sp
+	}
+	fmt.Fprintf(out, "capacity: %.0f req/s (protection off's closed loop; %s)\n", capacity, onOff)
 
 	fmt.Fprintf(out, "\nopen loop, at most %d requests outstanding, %d x %s per rate and system, interleaved; admitted = answered 200 with the right body, latency from when each request was due\n\n",
 		cfg.Outstanding, cfg.Rounds, cfg.Duration)

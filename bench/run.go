@@ -66,11 +66,14 @@ type Config struct {
 	// MaxInFlight is the -max-inflight of every service of RunOverload's
 	// protected stack.
 	MaxInFlight int
+	// Pin, in RunOverload, runs the load generator on a CPU of its own and
+	// the services and Consul on the others (cpuSplit).
+	Pin bool
 }
 
 // DefaultConfig is the full run `make bench` does.
 func DefaultConfig() Config {
-	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second, Outstanding: 256, MaxInFlight: instance.DefaultMaxInFlight}
+	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second, Outstanding: 256, MaxInFlight: instance.DefaultMaxInFlight, Pin: true}
 }
 
 // ids are the seeded movies the load asks for in turn.

@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	overload := fs.Bool("overload", false, "measure overload instead: movie's closed-loop capacity, then open-loop load at 0.5x, 1.5x and 2x of it, with -max-inflight at its default on every service and at 0, interleaved")
 	fs.IntVar(&cfg.Outstanding, "outstanding", cfg.Outstanding, "with -overload: requests the open loop awaits at once; an arrival beyond is not sent")
 	fs.IntVar(&cfg.MaxInFlight, "max-inflight", cfg.MaxInFlight, "with -overload: -max-inflight of every service when protection is on")
+	fs.BoolVar(&cfg.Pin, "pin", cfg.Pin, "with -overload: run the load generator on the last CPU and the services and Consul on the others, as if the clients were on another machine")
 	fs.StringVar(&cfg.MovieB, "movie-b", "", "`path` of a second movie binary, for an A/B: measured right after the movie built from this tree in every round, on the same backends and Consul; the report adds its figures and the ratios B/A")
 	if err := fs.Parse(args); err != nil {
 		return err
