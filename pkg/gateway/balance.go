@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -72,6 +73,18 @@ type node struct {
 	inflight atomic.Int64 // this process's calls to it in flight (P2C, P2CEWMA)
 	// latency is nil but with P2CEWMA: the other balancers read no clock.
 	latency *peakEWMA
+	// shedAt is when the instance last shed a call (UnixNano), 0 if never.
+	shedAt atomic.Int64
+}
+
+// shedHold is how long P2C counts an instance that shed a call as busier
+// than one that did not: the Retry-After: 1 that movieapp's instances send.
+const shedHold = time.Second
+
+// shedding reports whether n shed a call within shedHold of now.
+func (n *node) shedding(now int64) bool {
+	at := n.shedAt.Load()
+	return at != 0 && now-at < int64(shedHold)
 }
 
 // call makes one attempt on the node, counted in flight while it lasts;
@@ -80,11 +93,18 @@ func (n *node) call(ctx context.Context, req any, timeout time.Duration) (any, e
 	n.inflight.Add(1)
 	defer n.inflight.Add(-1) // a panicking endpoint must not leave it busy for ever
 	if n.latency == nil {
-		return n.ep(ctx, req)
+		resp, err := n.ep(ctx, req)
+		if err != nil && errors.Is(err, errs.ErrOverloaded) {
+			n.shedAt.Store(time.Now().UnixNano())
+		}
+		return resp, err
 	}
 	start := time.Now()
 	resp, err := n.ep(ctx, req)
 	end := time.Now()
+	if err != nil && errors.Is(err, errs.ErrOverloaded) {
+		n.shedAt.Store(end.UnixNano())
+	}
 	d := end.Sub(start)
 	if err != nil && !skipped(err) && errs.KindOf(err) != errs.NotFound {
 		d = max(d, timeout)
@@ -279,7 +299,8 @@ func (r *rotation) next() (m member, newRound, ok bool) {
 // pick returns a member of g not tried yet, as the balancer picks it; ok is
 // false if there is none. P2C compares the calls in flight per unit of
 // weight, as Envoy's weighted least-request does: an instance of weight 9
-// is meant to hold nine times the calls of one of weight 1.
+// is meant to hold nine times the calls of one of weight 1; but first, an
+// instance that shed a call within shedHold loses to one that did not.
 func (r *rotation) pick(g *group) (member, bool) {
 	first, ok := r.draw(g)
 	if !ok || r.balancer == Random {
@@ -296,6 +317,17 @@ func (r *rotation) pick(g *group) (member, bool) {
 			return second, true
 		}
 		return first, true
+	}
+	// An instance that shed a call lately answers fast, with a 503: its
+	// few calls in flight say nothing of its room.
+	if first.shedAt.Load() != 0 || second.shedAt.Load() != 0 {
+		now := time.Now().UnixNano()
+		if fs, ss := first.shedding(now), second.shedding(now); fs != ss {
+			if fs {
+				return second, true
+			}
+			return first, true
+		}
 	}
 	if second.inflight.Load()*int64(first.weight) < first.inflight.Load()*int64(second.weight) {
 		return second, true

@@ -281,6 +281,54 @@ func TestPeakEWMA(t *testing.T) {
 	}
 }
 
+// TestP2CAvoidsSheddingInstance: an instance that shed a call lately holds
+// few calls in flight, because it answers them at once with a 503; p2c
+// counts it busier than one that did not shed, for shedHold, then compares
+// calls in flight again.
+func TestP2CAvoidsSheddingInstance(t *testing.T) {
+	shedding, other := "rating/shedding@127.0.0.1:1", "rating/other@127.0.0.1:2"
+	cfg := DefaultConfig()
+	cfg.Balancer = P2C
+	u := balanced(t, newCounting(), cfg, shedding, other)
+	var shed, busy *node
+	for _, m := range u.set.Load().all {
+		if m.instance == shedding {
+			shed = m.node
+		} else {
+			busy = m.node
+		}
+	}
+	busy.inflight.Add(3) // fewer in flight on the shedding one
+	defer busy.inflight.Add(-3)
+	_, _ = shed.call(context.Background(), nil, time.Second) // answers; sheds nothing
+	if shed.shedAt.Load() != 0 {
+		t.Fatal("an answered call recorded a shed")
+	}
+	shed.ep = func(context.Context, any) (any, error) { return nil, fmt.Errorf("rating: %w", errs.ErrOverloaded) }
+	_, _ = shed.call(context.Background(), nil, time.Second)
+	if shed.shedAt.Load() == 0 {
+		t.Fatal("a shed call was not recorded")
+	}
+	set := u.set.Load()
+	picks := func() (n int) {
+		for range 1000 {
+			var r rotation
+			r.start(set, &u.cfg)
+			if m, _, _ := r.next(); m.instance == shedding {
+				n++
+			}
+		}
+		return n
+	}
+	if n := picks(); n != 0 {
+		t.Errorf("%d of 1000 picks the instance that just shed, want none", n)
+	}
+	shed.shedAt.Store(time.Now().Add(-shedHold).UnixNano())
+	if n := picks(); n != 1000 {
+		t.Errorf("a shed longer ago than shedHold: %d of 1000 picks it, want all (it has fewer calls in flight)", n)
+	}
+}
+
 // TestP2CWeighted: with no call in flight anywhere, p2c's draws follow the
 // weights, and ties go to the first draw, so the heavier instance gets more
 // calls than under an unweighted choice.
