@@ -30,6 +30,7 @@ import (
 	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/ops"
 	"movieexample.com/pkg/requestid"
+	"movieexample.com/pkg/tracing"
 	"movieexample.com/pkg/web"
 )
 
@@ -63,6 +64,10 @@ type App struct {
 	Ready func() error
 	// Stop, if set, runs after the HTTP server has shut down.
 	Stop func()
+	// Tracing, if set, makes a server span of every request to the
+	// service's routes; Run shuts it down (exporting what is left) after the
+	// server, within Config.ShutdownTimeout.
+	Tracing *tracing.Tracing
 }
 
 // Main is the whole of a service's main function: it runs run with a
@@ -154,9 +159,13 @@ func (s *server) ready() error {
 
 // newHTTPServer adds the operational routes to the service's and wraps them
 // in the middleware every request goes through: the instance's identity
-// header, the request ID, then the metrics and access log, then the
-// in-flight limit, then panic recovery, so that the 500 a panic turns into
-// is counted and logged like any other answer. The limit is inside the
+// header, the request ID, then the server span (when tracing), then the
+// metrics and access log, then the in-flight limit, then panic recovery, so
+// that the 500 a panic turns into is counted and logged like any other
+// answer. The span is outside the metrics so that the access log line
+// carries its IDs, and right outside them because it copies the request,
+// which would hide the route pattern from anything outside the copy; the
+// operational routes get no span. The limit is inside the
 // metrics, so that a refused request counts as the 503 its client got, and
 // inside the identity header, so that a gateway can tell the instance that
 // refused it.
@@ -167,6 +176,7 @@ func (s *server) newHTTPServer() *http.Server {
 	h := web.RecoverPanics(app.Logger, mux)
 	h = newLimiter(app.Config.MaxInFlight, mux, app.Metrics).handler(h)
 	h = httpmetrics.New(app.Metrics).Handler(app.Config.AccessLog, app.Logger, h)
+	h = app.Tracing.Handler(h, func(r *http.Request) bool { return !ops.Operational(r.URL.Path) })
 	return &http.Server{
 		Handler:           identity.Middleware(identity.Of(app.Config.Service, app.Config.InstanceID), requestid.Middleware(h)),
 		ReadHeaderTimeout: ReadHeaderTimeout,
@@ -259,6 +269,14 @@ func (s *server) shutdown(ctx context.Context) {
 	if s.app.Stop != nil {
 		s.app.Stop()
 	}
+	// After the last request: its spans are queued by now. Its own
+	// deadline, not what the HTTP shutdown left of one: a collector that
+	// does not answer costs the stop at most this, however long the drain.
+	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), s.app.Config.ShutdownTimeout)
+	if err := s.app.Tracing.Shutdown(tctx); err != nil {
+		s.app.Logger.Warn("tracing shutdown: spans not exported", "err", err)
+	}
+	tcancel()
 
 	logger := s.app.Logger
 	if n := s.conns.unservedClosed(); n > 0 {

@@ -14,6 +14,7 @@ import (
 	"movieexample.com/pkg/instance"
 	"movieexample.com/pkg/ops"
 	"movieexample.com/pkg/store"
+	"movieexample.com/pkg/tracing"
 )
 
 // Service describes a store-backed service to Run. R is its repository.
@@ -74,6 +75,11 @@ func Run[R any](ctx context.Context, svc Service[R], args []string, getenv func(
 	if err != nil {
 		return err
 	}
+	metrics := ops.NewRegistry()
+	tr, err := tracing.Setup(ctx, cfg.Tracing, metrics)
+	if err != nil {
+		return err
+	}
 	repo, closeRepo, err := store.OpenRepository(ctx, cfg.Store, logger, svc.Memory, svc.SQL)
 	if err != nil {
 		return err
@@ -85,6 +91,7 @@ func Run[R any](ctx context.Context, svc Service[R], args []string, getenv func(
 		Logger:   logger,
 		Registry: discovery.NewConsul(consul),
 		Routes:   svc.Routes(repo, logger),
-		Metrics:  ops.NewRegistry(),
+		Metrics:  metrics,
+		Tracing:  tr,
 	})
 }
