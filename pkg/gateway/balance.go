@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/go-kit/kit/endpoint"
+	"go.opentelemetry.io/otel/attribute"
 
 	"movieexample.com/pkg/routing"
 )
@@ -61,6 +62,9 @@ type node struct {
 	weight   int
 	canary   bool
 	inflight atomic.Int64 // this process's calls to it in flight (P2C)
+	// spanAttrs are the attributes of its attempt spans; nil when not
+	// tracing.
+	spanAttrs []attribute.KeyValue
 }
 
 // call makes one attempt on the node, counted in flight while it lasts.
@@ -128,6 +132,9 @@ func (u *Upstream) update(old *members, instances []string) *members {
 			_, a := routing.Split(inst)
 			n = &node{instance: inst, ep: ep, closer: closer, weight: a.Weight,
 				canary: u.cfg.CanaryTag != "" && a.Has(u.cfg.CanaryTag)}
+			if u.cfg.Tracer != nil {
+				n.spanAttrs = spanAttrs(u.name, inst)
+			}
 		}
 		set.all = append(set.all, member{node: n, idx: len(set.all)})
 	}
