@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
+
+	"movieexample.com/internal/freeport"
 )
 
 // ErrNoBinary means the Consul binary was not found; `make consul-bin`
@@ -61,7 +62,7 @@ func Start(ctx context.Context, log io.Writer, extra ...string) (*Agent, error) 
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(4)
+	ports, err := freeport.Loopback(4)
 	if err != nil {
 		return nil, err
 	}
@@ -178,28 +179,6 @@ func (a *Agent) Client(token string) (*consul.Client, error) {
 	cfg.Address = a.Addr
 	cfg.Token = token
 	return consul.NewClient(cfg)
-}
-
-// freePorts asks the kernel for n free loopback TCP ports. Another process
-// could take one between here and Consul's bind; in practice on a test
-// machine that does not happen, and a failed start says so clearly.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // New starts a dev agent for test t and stops it when t ends. A missing
