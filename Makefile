@@ -131,15 +131,16 @@ FUZZ_TARGETS := ./metadata/httpapi:FuzzGet ./metadata/httpapi:FuzzPut ./rating/h
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
-## bench: movie against the fan-out floor and the per-request lookup, one table (about 3 minutes; docs/benchmarks.md)
+## bench: movie against the fan-out floor and the per-request lookup, and movie tracing 1% and 100% against
+##        movie with tracing off, one table (about 5 minutes; docs/benchmarks.md)
 ##        BENCH_FLAGS adds flags, e.g. BENCH_FLAGS='-profile /tmp/prof' (bin/bench -h lists them)
 ##        BENCH_FLAGS=-overload measures overload instead, with -max-inflight on and off (about 6 minutes)
-bench: $(CONSUL)
+bench: $(CONSUL) $(JAEGER)
 	$(GO) build -o $(BIN)/bench ./bench/cmd
 	$(BIN)/bench $(BENCH_FLAGS)
 
 ## bench-smoke: a few seconds of the same harness, for CI: fails on any failed request, asserts no speed
-bench-smoke: $(CONSUL)
+bench-smoke: $(CONSUL) $(JAEGER)
 	$(GO) build -o $(BIN)/bench ./bench/cmd
 	$(BIN)/bench -duration 1s -rounds 1 -warmup 500ms
 

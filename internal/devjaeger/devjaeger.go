@@ -251,3 +251,6 @@ func (j *Jaeger) Trace(ctx context.Context, id string) (tr Trace, ok bool, err e
 	}
 	return out.Data[0], true, nil
 }
+
+// PID returns Jaeger's process ID, for reading its /proc entries.
+func (j *Jaeger) PID() int { return j.cmd.Process.Pid }
