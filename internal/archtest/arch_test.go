@@ -134,7 +134,7 @@ func TestDomainPackagesStayPure(t *testing.T) {
 }
 
 // TestMovieLinksNoStore checks the movie binary, a gateway that opens no
-// database: no SQL driver, and no test support, in any binary.
+// database: no SQL driver; and no test support, and no gRPC, in any binary.
 func TestMovieLinksNoStore(t *testing.T) {
 	for _, svc := range services {
 		for _, dep := range goList(t, "-deps", "./"+svc+"/cmd") {
@@ -143,6 +143,12 @@ func TestMovieLinksNoStore(t *testing.T) {
 			}
 			if svc == "movie" && (strings.Contains(dep, "sqlite") || strings.Contains(dep, "jackc/pgx")) {
 				t.Errorf("the movie binary links %s", dep)
+			}
+			// The SDK's OTLP exporters link gRPC, 8.5 MB of each binary
+			// that would take the images over their bound (pkg/tracing's
+			// exporter is why there is none).
+			if strings.HasPrefix(dep, "google.golang.org/grpc") {
+				t.Errorf("the %s binary links %s", svc, dep)
 			}
 		}
 	}
@@ -153,7 +159,8 @@ func TestMovieLinksNoStore(t *testing.T) {
 // clients' traceparent, the logs' trace IDs) use OpenTelemetry's API only,
 // which is a no-op until a provider is given to them.
 func TestTracingSDKStaysInTracing(t *testing.T) {
-	sdk := []string{"go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/exporters", "go.opentelemetry.io/contrib"}
+	sdk := []string{"go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/exporters", "go.opentelemetry.io/contrib",
+		"go.opentelemetry.io/proto"}
 	for pkg, deps := range imports(t) {
 		if layer(pkg) == "" || pkg == module+"/pkg/tracing" {
 			continue

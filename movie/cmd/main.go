@@ -88,10 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	metrics := ops.NewRegistry()
-	tr, err := tracing.Setup(ctx, cfg.Tracing, metrics)
-	if err != nil {
-		return err
-	}
+	tr := tracing.Setup(cfg.Tracing, metrics)
 	// A span per upstream attempt when tracing, none at all otherwise.
 	if tp := tr.TracerProvider(); tp != nil {
 		cfg.Gateway.Tracer = tp.Tracer("movieexample.com/pkg/gateway")

@@ -76,10 +76,7 @@ func Run[R any](ctx context.Context, svc Service[R], args []string, getenv func(
 		return err
 	}
 	metrics := ops.NewRegistry()
-	tr, err := tracing.Setup(ctx, cfg.Tracing, metrics)
-	if err != nil {
-		return err
-	}
+	tr := tracing.Setup(cfg.Tracing, metrics)
 	repo, closeRepo, err := store.OpenRepository(ctx, cfg.Store, logger, svc.Memory, svc.SQL)
 	if err != nil {
 		return err

@@ -35,7 +35,21 @@ const (
 	EnvBatchSize      = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
 	EnvBatchDelay     = "OTEL_BSP_SCHEDULE_DELAY"
 	EnvExportTimeout  = "OTEL_BSP_EXPORT_TIMEOUT"
+	EnvHeaders        = "OTEL_EXPORTER_OTLP_HEADERS"
+	EnvTracesHeaders  = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+	EnvTimeout        = "OTEL_EXPORTER_OTLP_TIMEOUT"
+	EnvTracesTimeout  = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+	EnvCompression    = "OTEL_EXPORTER_OTLP_COMPRESSION"
+	EnvTracesCompress = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"
 )
+
+// unsupported are the exporter's variables movieapp does not implement: a
+// start error rather than a setting silently ignored.
+var unsupported = []string{
+	"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+	"OTEL_EXPORTER_OTLP_CLIENT_KEY", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+	"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+}
 
 // Config is how an instance traces. The zero Config is tracing off.
 type Config struct {
@@ -59,6 +73,12 @@ type Config struct {
 	BatchSize     int
 	BatchDelay    time.Duration
 	ExportTimeout time.Duration
+
+	// The exporter (otlp.go): the headers of every request (for a
+	// collector that wants a key), its timeout, and gzip.
+	Headers map[string]string
+	Timeout time.Duration
+	Gzip    bool
 }
 
 // Enabled reports whether c traces at all.
@@ -78,18 +98,18 @@ func (c Config) Enabled() bool { return c.Endpoint != "" }
 // OTEL_SERVICE_NAME replaces service (the resource's service.name), and
 // OTEL_RESOURCE_ATTRIBUTES adds attributes, but service.instance.id is
 // always instanceID, the ID the instance logs and registers in Consul.
-// The queue follows OTEL_BSP_*, as the SDK's batch processor would.
-//
-// The exporter itself reads the other OTEL_EXPORTER_OTLP_* variables
-// (headers, timeout, certificates) from the process's environment.
+// The queue follows OTEL_BSP_*, as the SDK's batch processor would, and the
+// exporter OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, _TIMEOUT and _COMPRESSION
+// (gzip or none); client certificates are not supported (https with the
+// system's roots is).
 func FromEnv(getenv func(string) string, service, instanceID string) (Config, error) {
 	c := Config{ServiceName: service, InstanceID: instanceID, QueueSize: 2048, BatchSize: 512,
-		BatchDelay: 5 * time.Second, ExportTimeout: 30 * time.Second}
+		BatchDelay: 5 * time.Second, ExportTimeout: 30 * time.Second, Timeout: 10 * time.Second}
 	if v := getenv(EnvServiceName); v != "" {
 		c.ServiceName = v
 	}
 	var err error
-	if c.Attributes, err = parseAttributes(getenv(EnvResourceAttrs)); err != nil {
+	if c.Attributes, err = parseAttributes(EnvResourceAttrs, getenv(EnvResourceAttrs)); err != nil {
 		return c, err
 	}
 	if c.Sampler, c.SamplerName, err = parseSampler(getenv(EnvSampler), getenv(EnvSamplerArg)); err != nil {
@@ -106,7 +126,7 @@ func FromEnv(getenv func(string) string, service, instanceID string) (Config, er
 	for _, d := range []struct {
 		name string
 		into *time.Duration
-	}{{EnvBatchDelay, &c.BatchDelay}, {EnvExportTimeout, &c.ExportTimeout}} {
+	}{{EnvBatchDelay, &c.BatchDelay}, {EnvExportTimeout, &c.ExportTimeout}, {EnvTimeout, &c.Timeout}, {EnvTracesTimeout, &c.Timeout}} {
 		ms := int(d.into.Milliseconds())
 		if err := positive(getenv, d.name, &ms); err != nil {
 			return c, err
@@ -114,6 +134,9 @@ func FromEnv(getenv func(string) string, service, instanceID string) (Config, er
 		*d.into = time.Duration(ms) * time.Millisecond
 	}
 	c.BatchSize = min(c.BatchSize, c.QueueSize)
+	if err := c.exporterSettings(getenv); err != nil {
+		return c, err
+	}
 	if strings.EqualFold(getenv(EnvSDKDisabled), "true") {
 		return c, nil
 	}
@@ -131,6 +154,36 @@ func FromEnv(getenv func(string) string, service, instanceID string) (Config, er
 	}
 	c.Endpoint, err = endpoint(getenv(EnvTracesEndpoint), getenv(EnvEndpoint))
 	return c, err
+}
+
+// exporterSettings reads the exporter's headers and compression; the
+// TRACES_ variables win over the general ones.
+func (c *Config) exporterSettings(getenv func(string) string) error {
+	c.Headers = map[string]string{}
+	for _, name := range []string{EnvHeaders, EnvTracesHeaders} {
+		kvs, err := parseAttributes(name, getenv(name))
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			c.Headers[string(kv.Key)] = kv.Value.AsString()
+		}
+	}
+	for _, name := range []string{EnvCompression, EnvTracesCompress} {
+		switch v := getenv(name); v {
+		case "":
+		case "gzip", "none":
+			c.Gzip = v == "gzip"
+		default:
+			return fmt.Errorf("%s=%q: want gzip or none", name, v)
+		}
+	}
+	for _, name := range unsupported {
+		if getenv(name) != "" {
+			return fmt.Errorf("%s: client certificates for the OTLP exporter are not supported", name)
+		}
+	}
+	return nil
 }
 
 // endpoint returns the traces URL: traces as it is, else base with
@@ -181,9 +234,10 @@ func parseSampler(name, arg string) (sdktrace.Sampler, string, error) {
 	return nil, "", fmt.Errorf("%s=%q: want always_on, always_off, traceidratio or their parentbased_ forms", EnvSampler, name)
 }
 
-// parseAttributes parses OTEL_RESOURCE_ATTRIBUTES: key=value pairs,
-// comma-separated, the values percent-encoded.
-func parseAttributes(s string) ([]attribute.KeyValue, error) {
+// parseAttributes parses the variable name's value s, as
+// OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_HEADERS are written:
+// key=value pairs, comma-separated, the values percent-encoded.
+func parseAttributes(name, s string) ([]attribute.KeyValue, error) {
 	var out []attribute.KeyValue
 	for kv := range strings.SplitSeq(s, ",") {
 		if strings.TrimSpace(kv) == "" {
@@ -192,11 +246,11 @@ func parseAttributes(s string) ([]attribute.KeyValue, error) {
 		k, v, ok := strings.Cut(kv, "=")
 		k = strings.TrimSpace(k)
 		if !ok || k == "" {
-			return nil, fmt.Errorf("%s: %q is not key=value", EnvResourceAttrs, kv)
+			return nil, fmt.Errorf("%s: %q is not key=value", name, kv)
 		}
 		dv, err := url.PathUnescape(strings.TrimSpace(v))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", EnvResourceAttrs, k, err)
+			return nil, fmt.Errorf("%s: %s: %w", name, k, err)
 		}
 		out = append(out, attribute.String(k, dv))
 	}
@@ -223,7 +277,12 @@ func (c Config) LogValue() slog.Value {
 	if !c.Enabled() {
 		return slog.GroupValue(slog.Bool("enabled", false))
 	}
-	return slog.GroupValue(slog.Bool("enabled", true), slog.String("endpoint", c.Endpoint),
+	endpoint := c.Endpoint
+	if u, err := url.Parse(endpoint); err == nil {
+		endpoint = u.Redacted()
+	}
+	// The headers' values are left out: they are usually a key.
+	return slog.GroupValue(slog.Bool("enabled", true), slog.String("endpoint", endpoint),
 		slog.String("sampler", c.SamplerName), slog.String("service_name", c.ServiceName),
 		slog.Int("queue_size", c.QueueSize))
 }

@@ -2,14 +2,12 @@ package tracing
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -33,23 +31,20 @@ type Tracing struct {
 // provider, no goroutine, no metric. When on, it also sets the process's
 // text map propagator to W3C trace context and baggage, which the servers
 // read incoming traceparent headers with and the gateway's calls write
-// theirs with. It returns an error if the exporter cannot be made (a URL
-// the exporter refuses).
-func Setup(ctx context.Context, c Config, metrics prometheus.Registerer) (*Tracing, error) {
+// theirs with. It cannot fail: FromEnv has checked c, and the exporter
+// connects only when it sends its first batch.
+func Setup(c Config, metrics prometheus.Registerer) *Tracing {
 	if !c.Enabled() {
-		return &Tracing{}, nil
+		return &Tracing{}
 	}
-	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(c.Endpoint))
-	if err != nil {
-		return nil, fmt.Errorf("tracing: OTLP exporter for %s: %w", c.Endpoint, err)
-	}
+	exp := newExporter(c)
 	otel.SetTextMapPropagator(propagator)
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(newResource(c)),
 		sdktrace.WithSampler(c.Sampler),
 		sdktrace.WithSpanProcessor(newQueue(exp, c, metrics)),
 	)
-	return &Tracing{tp: tp}, nil
+	return &Tracing{tp: tp}
 }
 
 // newResource describes the instance: OTEL_RESOURCE_ATTRIBUTES first, so

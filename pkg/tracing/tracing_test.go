@@ -45,6 +45,10 @@ func TestFromEnv(t *testing.T) {
 		{name: "endpoint not a URL", env: map[string]string{EnvEndpoint: "jaeger:4318"}, wantInErr: EnvEndpoint},
 		{name: "bad queue size", env: map[string]string{EnvQueueSize: "0"}, wantInErr: EnvQueueSize},
 		{name: "bad resource attributes", env: map[string]string{EnvResourceAttrs: "novalue"}, wantInErr: EnvResourceAttrs},
+		{name: "bad headers", env: map[string]string{EnvTracesHeaders: "novalue"}, wantInErr: EnvTracesHeaders},
+		{name: "unknown compression", env: map[string]string{EnvCompression: "zstd"}, wantInErr: EnvCompression},
+		{name: "client certificates refused", env: map[string]string{"OTEL_EXPORTER_OTLP_CERTIFICATE": "/ca.pem"}, wantInErr: "CERTIFICATE"},
+		{name: "bad timeout", env: map[string]string{EnvTimeout: "soon"}, wantInErr: EnvTimeout},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,6 +76,19 @@ func TestFromEnv(t *testing.T) {
 	}
 }
 
+func TestExporterSettings(t *testing.T) {
+	c, err := FromEnv(func(k string) string {
+		return map[string]string{EnvEndpoint: "http://a:1", EnvHeaders: "api-key=s%3Dcret,x=1", EnvTracesHeaders: "x=2",
+			EnvCompression: "gzip", EnvTracesTimeout: "2500"}[k]
+	}, "movie", "movie-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Headers["api-key"] != "s=cret" || c.Headers["x"] != "2" || !c.Gzip || c.Timeout != 2500*time.Millisecond {
+		t.Errorf("headers %v, gzip %v, timeout %s; want api-key=s=cret and x=2 (the traces one), gzip, 2.5s", c.Headers, c.Gzip, c.Timeout)
+	}
+}
+
 func TestResourceKeepsTheInstanceID(t *testing.T) {
 	c, err := FromEnv(func(k string) string {
 		return map[string]string{EnvResourceAttrs: "deployment.environment.name=prod%20eu,service.instance.id=other"}[k]
@@ -92,10 +109,7 @@ func TestResourceKeepsTheInstanceID(t *testing.T) {
 }
 
 func TestOffCostsNothing(t *testing.T) {
-	tr, err := Setup(context.Background(), Config{}, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := Setup(Config{}, prometheus.NewRegistry())
 	h := http.NewServeMux()
 	if tr.Enabled() || tr.TracerProvider() != nil {
 		t.Error("tracing with no endpoint is on")
