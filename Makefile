@@ -175,15 +175,17 @@ up:
 down:
 	scripts/stack.sh down
 
-## images: the three service images, a Consul and a Prometheus image, from binaries built on this
-## machine; pulls nothing. The first time builds bin/consul and bin/prometheus (several minutes).
-## Then: make up, or CONSUL_IMAGE=movieapp/consul PROMETHEUS_IMAGE=movieapp/prometheus docker-compose up
+## images: the three service images, a Consul, a Prometheus and a Jaeger image, from binaries built on
+## this machine; pulls nothing. The first time builds bin/consul, bin/prometheus and bin/jaeger (several
+## minutes). Then: make up, or
+## CONSUL_IMAGE=movieapp/consul PROMETHEUS_IMAGE=movieapp/prometheus JAEGER_IMAGE=movieapp/jaeger docker-compose up
 MOVIEAPP_TAG ?= latest
 VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 .PHONY: images service-images
-images: service-images docker/consul/consul docker/prometheus/prometheus
+images: service-images docker/consul/consul docker/prometheus/prometheus docker/jaeger/jaeger
 	docker build -t movieapp/consul:$(MOVIEAPP_TAG) docker/consul
 	docker build -t movieapp/prometheus:$(MOVIEAPP_TAG) docker/prometheus
+	docker build -t movieapp/jaeger:$(MOVIEAPP_TAG) docker/jaeger
 
 ## service-images: only the three service images, from binaries built on this machine; pulls nothing
 service-images:
