@@ -65,8 +65,8 @@ type App struct {
 	// Stop, if set, runs after the HTTP server has shut down.
 	Stop func()
 	// Tracing, if set, makes a server span of every request to the
-	// service's routes; Run shuts it down (exporting what is left) after the
-	// server, within Config.ShutdownTimeout.
+	// service's routes; Run shuts it down (exporting what is left) once the
+	// server has, within Config.ShutdownTimeout, whatever Run returns.
 	Tracing *tracing.Tracing
 }
 
@@ -90,6 +90,17 @@ func Main(service string, run func(ctx context.Context, args []string, getenv fu
 // if the instance could not start (port taken, Consul unreachable until the
 // start timeout, Consul token lacking permission) or its server failed.
 func Run(ctx context.Context, app App) error {
+	// Deferred, so it runs on every way out, and last: after the server has
+	// shut down, the last request's spans are queued. Its own deadline, not
+	// what the HTTP shutdown left of one: a collector that does not answer
+	// costs the stop at most this, however long the drain took.
+	defer func() {
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), app.Config.ShutdownTimeout)
+		defer cancel()
+		if err := app.Tracing.Shutdown(tctx); err != nil {
+			app.Logger.Warn("tracing shutdown: spans not exported", "err", err)
+		}
+	}()
 	ln, inst, err := listen(app.Config)
 	if err != nil {
 		return err
@@ -269,14 +280,6 @@ func (s *server) shutdown(ctx context.Context) {
 	if s.app.Stop != nil {
 		s.app.Stop()
 	}
-	// After the last request: its spans are queued by now. Its own
-	// deadline, not what the HTTP shutdown left of one: a collector that
-	// does not answer costs the stop at most this, however long the drain.
-	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), s.app.Config.ShutdownTimeout)
-	if err := s.app.Tracing.Shutdown(tctx); err != nil {
-		s.app.Logger.Warn("tracing shutdown: spans not exported", "err", err)
-	}
-	tcancel()
 
 	logger := s.app.Logger
 	if n := s.conns.unservedClosed(); n > 0 {

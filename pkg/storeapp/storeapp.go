@@ -75,14 +75,15 @@ func Run[R any](ctx context.Context, svc Service[R], args []string, getenv func(
 	if err != nil {
 		return err
 	}
-	metrics := ops.NewRegistry()
-	tr := tracing.Setup(cfg.Tracing, metrics)
 	repo, closeRepo, err := store.OpenRepository(ctx, cfg.Store, logger, svc.Memory, svc.SQL)
 	if err != nil {
 		return err
 	}
 	// After Run: the server has shut down, so no request uses the store.
 	defer closeRepo()
+	// Run shuts tracing down, whatever it returns.
+	metrics := ops.NewRegistry()
+	tr := tracing.Setup(cfg.Tracing, metrics)
 	return instance.Run(ctx, instance.App{
 		Config:   cfg.Config,
 		Logger:   logger,
