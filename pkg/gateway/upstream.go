@@ -98,12 +98,16 @@ func (u *Upstream) breaker(instance string) endpoint.Middleware {
 		return func(ctx context.Context, req any) (any, error) {
 			if u.cfg.Tracer != nil {
 				// The state the attempt found, before its own outcome moves it.
-				trace.SpanFromContext(ctx).SetAttributes(attrBreaker.String(cb.State().String()))
+				if span := trace.SpanFromContext(ctx); span.IsRecording() {
+					span.SetAttributes(attrBreaker.String(cb.State().String()))
+				}
 			}
 			resp, err := cb.Execute(func() (any, error) { return next(ctx, req) })
 			if skipped(err) && ctx.Value(bypassBreaker{}) != nil {
 				if u.cfg.Tracer != nil {
-					trace.SpanFromContext(ctx).SetAttributes(attrBypassed.Bool(true))
+					if span := trace.SpanFromContext(ctx); span.IsRecording() {
+						span.SetAttributes(attrBypassed.Bool(true))
+					}
 				}
 				return next(ctx, req)
 			}
