@@ -98,7 +98,7 @@ func TestResourceKeepsTheInstanceID(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, kv := range newResource(c).Attributes() {
-		got[string(kv.Key)] = kv.Value.Emit()
+		got[string(kv.Key)] = kv.Value.String()
 	}
 	for k, want := range map[string]string{"service.name": "movie", "service.instance.id": "movie-1",
 		"deployment.environment.name": "prod eu"} {
