@@ -9,10 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -21,6 +18,7 @@ import (
 	consul "github.com/hashicorp/consul/api"
 
 	"movieexample.com/internal/freeport"
+	"movieexample.com/internal/toolbin"
 )
 
 // ErrNoBinary means the Consul binary was not found; `make consul-bin`
@@ -29,17 +27,7 @@ var ErrNoBinary = errors.New("consul binary not found: run `make consul-bin` (or
 
 // Binary returns the Consul binary to run: $CONSUL_BIN, else bin/consul at
 // the top of the repository.
-func Binary() (string, error) {
-	if p := os.Getenv("CONSUL_BIN"); p != "" {
-		return p, nil
-	}
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", "bin", "consul")
-	if _, err := os.Stat(p); err != nil {
-		return "", ErrNoBinary
-	}
-	return filepath.Abs(p)
-}
+func Binary() (string, error) { return toolbin.Find("CONSUL_BIN", "consul", ErrNoBinary) }
 
 // Agent is a running Consul dev agent.
 type Agent struct {

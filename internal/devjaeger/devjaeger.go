@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"movieexample.com/internal/freeport"
+	"movieexample.com/internal/toolbin"
 )
 
 // ErrNoBinary means the Jaeger binary was not found; `make jaeger-bin`
@@ -29,24 +29,9 @@ import (
 // never exported to a real Jaeger is no test of tracing.
 var ErrNoBinary = errors.New("jaeger binary not found: run `make jaeger-bin` (or set JAEGER_BIN)")
 
-// repoRoot is the top of the repository.
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
 // Binary returns the Jaeger binary to run: $JAEGER_BIN, else bin/jaeger at
 // the top of the repository.
-func Binary() (string, error) {
-	if p := os.Getenv("JAEGER_BIN"); p != "" {
-		return p, nil
-	}
-	p := filepath.Join(repoRoot(), "bin", "jaeger")
-	if _, err := os.Stat(p); err != nil {
-		return "", ErrNoBinary
-	}
-	return filepath.Abs(p)
-}
+func Binary() (string, error) { return toolbin.Find("JAEGER_BIN", "jaeger", ErrNoBinary) }
 
 // Jaeger is a running Jaeger server.
 type Jaeger struct {
@@ -76,7 +61,7 @@ func Start(ctx context.Context, log io.Writer) (*Jaeger, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	cmd := exec.Command(bin, "--config", filepath.Join(repoRoot(), "jaeger", "config.yaml"))
+	cmd := exec.Command(bin, "--config", filepath.Join(toolbin.Root(), "jaeger", "config.yaml"))
 	cmd.Env = append(os.Environ(),
 		"JAEGER_HOST=127.0.0.1",
 		"JAEGER_OTLP_HTTP_PORT="+strconv.Itoa(ports[0]),
