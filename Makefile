@@ -9,9 +9,10 @@ BIN   := bin
 
 CONSUL     := $(BIN)/consul
 PROMETHEUS := $(BIN)/prometheus
+JAEGER     := $(BIN)/jaeger
 SERVICES   := metadata rating movie
 
-.PHONY: all help build test test-postgres bench-store bench bench-smoke fuzz chaos scale lint run up down consul consul-bin prometheus-bin prometheus prometheus-image clean
+.PHONY: all help build test test-postgres bench-store bench bench-smoke fuzz chaos scale lint run up down consul consul-bin prometheus-bin prometheus prometheus-image jaeger-bin jaeger jaeger-image clean
 
 all: build
 
@@ -50,6 +51,33 @@ $(PROMETHEUS): tools/prometheus/go.mod tools/prometheus/go.sum
 	@mkdir -p $(BIN)
 	cd tools/prometheus && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o ../../$(PROMETHEUS) github.com/prometheus/prometheus/cmd/prometheus
 
+## jaeger-bin: build the Jaeger v2 server (v1.76.0 / v2.13.0) the tracing tests and the benchmark use (once per machine, several minutes)
+# Static, so the same binary runs on scratch in docker/jaeger's image. As for
+# Prometheus, without npm there are no UI assets: the query API works, the UI
+# is a placeholder page (the official jaegertracing/jaeger image has it).
+# tools/jaeger's go.mod names it with the tool directive, which go build
+# resolves like any other package of the module's graph.
+jaeger-bin: $(JAEGER)
+$(JAEGER): tools/jaeger/go.mod tools/jaeger/go.sum
+	@mkdir -p $(BIN)
+	cd tools/jaeger && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o ../../$(JAEGER) github.com/jaegertracing/jaeger/cmd/jaeger
+
+## jaeger: Jaeger on 127.0.0.1 with jaeger/config.yaml: OTLP/HTTP on :4318, the query API on
+## http://127.0.0.1:16686 (`make run` with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 exports to it)
+jaeger: $(JAEGER)
+	$(JAEGER) --config jaeger/config.yaml
+
+## jaeger-image: the Jaeger image for docker-compose from bin/jaeger; pulls nothing
+## (then: JAEGER_IMAGE=movieapp/jaeger docker-compose up)
+jaeger-image: docker/jaeger/jaeger
+	docker build -t movieapp/jaeger:$(MOVIEAPP_TAG) docker/jaeger
+
+# The image runs bin/jaeger itself, which must be a static linux binary.
+docker/jaeger/jaeger: $(JAEGER)
+	@$(GO) version -m $(JAEGER) | grep -q 'CGO_ENABLED=0' && $(GO) version -m $(JAEGER) | grep -q 'GOOS=linux' || { \
+	  echo "$(JAEGER) is not a static linux binary and cannot run on scratch: rm $(JAEGER) && make jaeger-bin" >&2; exit 1; }
+	cp -L $(JAEGER) $@
+
 ## prometheus: Prometheus on http://127.0.0.1:9090 scraping every instance registered in the Consul
 ## on 127.0.0.1:8500 (the one `make run` starts), with prometheus/prometheus.yml
 prometheus: $(PROMETHEUS)
@@ -69,9 +97,9 @@ docker/prometheus/prometheus: $(PROMETHEUS)
 	  echo "$(PROMETHEUS) is not a static linux binary and cannot run on scratch: rm $(PROMETHEUS) && make prometheus-bin" >&2; exit 1; }
 	cp -L $(PROMETHEUS) $@
 
-## test: every test, under -race, against a real Consul, a real Prometheus and the real Docker engine
-## (e2e/compose); PostgreSQL tests skip unless TEST_POSTGRES_URL is set (see test-postgres)
-test: $(CONSUL) $(PROMETHEUS)
+## test: every test, under -race, against a real Consul, a real Prometheus, a real Jaeger and the real
+## Docker engine (e2e/compose); PostgreSQL tests skip unless TEST_POSTGRES_URL is set (see test-postgres)
+test: $(CONSUL) $(PROMETHEUS) $(JAEGER)
 	@docker info >/dev/null 2>&1 || echo "WARNING: no Docker engine answers: the docker-compose end-to-end test (e2e/compose) will be SKIPPED (with CI=true it fails)" >&2
 	@if [ -z "$$TEST_POSTGRES_URL" ]; then echo "NOTE: PostgreSQL tests will be SKIPPED (TEST_POSTGRES_URL unset); 'make test-postgres' runs them against a throwaway server"; fi
 	$(GO) test -race -count=1 ./...
@@ -103,16 +131,17 @@ FUZZ_TARGETS := ./metadata/httpapi:FuzzGet ./metadata/httpapi:FuzzPut ./rating/h
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
-## bench: movie against the fan-out floor and the per-request lookup, one table (about 3 minutes; docs/benchmarks.md)
+## bench: movie against the fan-out floor and the per-request lookup, and movie tracing 1% and 100% against
+##        movie with tracing off, one table (about 5 minutes; docs/benchmarks.md)
 ##        BENCH_FLAGS adds flags, e.g. BENCH_FLAGS='-profile /tmp/prof' (bin/bench -h lists them)
 ##        BENCH_FLAGS=-overload measures overload instead, with -max-inflight on and off (about 6 minutes)
-bench: $(CONSUL)
+bench: $(CONSUL) $(JAEGER)
 	$(GO) build -o $(BIN)/bench ./bench/cmd
 	$(BIN)/bench $(BENCH_FLAGS)
 
 ## bench-smoke: a few seconds of the same harness and of its overload mode, for CI: fails on any failed
 ## closed-loop request, asserts no speed
-bench-smoke: $(CONSUL)
+bench-smoke: $(CONSUL) $(JAEGER)
 	$(GO) build -o $(BIN)/bench ./bench/cmd
 	$(BIN)/bench -duration 1s -rounds 1 -warmup 500ms
 	$(BIN)/bench -overload -duration 1s -rounds 1 -warmup 500ms
@@ -148,15 +177,17 @@ up:
 down:
 	scripts/stack.sh down
 
-## images: the three service images, a Consul and a Prometheus image, from binaries built on this
-## machine; pulls nothing. The first time builds bin/consul and bin/prometheus (several minutes).
-## Then: make up, or CONSUL_IMAGE=movieapp/consul PROMETHEUS_IMAGE=movieapp/prometheus docker-compose up
+## images: the three service images, a Consul, a Prometheus and a Jaeger image, from binaries built on
+## this machine; pulls nothing. The first time builds bin/consul, bin/prometheus and bin/jaeger (several
+## minutes). Then: make up, or
+## CONSUL_IMAGE=movieapp/consul PROMETHEUS_IMAGE=movieapp/prometheus JAEGER_IMAGE=movieapp/jaeger docker-compose up
 MOVIEAPP_TAG ?= latest
 VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 .PHONY: images service-images
-images: service-images docker/consul/consul docker/prometheus/prometheus
+images: service-images docker/consul/consul docker/prometheus/prometheus docker/jaeger/jaeger
 	docker build -t movieapp/consul:$(MOVIEAPP_TAG) docker/consul
 	docker build -t movieapp/prometheus:$(MOVIEAPP_TAG) docker/prometheus
+	docker build -t movieapp/jaeger:$(MOVIEAPP_TAG) docker/jaeger
 
 ## service-images: only the three service images, from binaries built on this machine; pulls nothing
 service-images:
@@ -174,6 +205,6 @@ docker/consul/consul: $(CONSUL)
 	  echo "$(CONSUL) is not a static linux binary and cannot run on scratch: rm $(CONSUL) && make consul-bin" >&2; exit 1; }
 	cp -L $(CONSUL) $@
 
-## clean: remove bin/ (Consul and Prometheus too: rebuilding them takes minutes) and the staged image binaries
+## clean: remove bin/ (Consul, Prometheus and Jaeger too: rebuilding them takes minutes) and the staged image binaries
 clean:
-	rm -rf $(BIN) docker/prometheus/prometheus docker/prebuilt/*/service docker/consul/consul
+	rm -rf $(BIN) docker/prometheus/prometheus docker/jaeger/jaeger docker/prebuilt/*/service docker/consul/consul

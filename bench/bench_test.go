@@ -219,13 +219,16 @@ func TestTargetsEncodeAsMovie(t *testing.T) {
 
 func TestLineupTakesMovieBRightAfterMovie(t *testing.T) {
 	floor, mv, b, lookup := &system{name: "floor"}, &system{name: "movie"}, &system{name: "movie B"}, &system{name: "lookup"}
+	t1, t100 := &system{name: "movie traced 1%"}, &system{name: "movie traced 100%"}
 	tests := []struct {
 		name                      string
 		l                         lineup
 		wantInTurn, wantFixedRate string
 	}{
 		{"without movie B", lineup{floor: floor, movie: mv, lookup: lookup}, "floor movie lookup", "floor movie"},
-		{"with movie B", lineup{floor: floor, movie: mv, movieB: b, lookup: lookup}, "floor movie movie B lookup", "floor movie movie B"},
+		{"with movie B", lineup{floor: floor, movie: mv, variants: []*system{b}, lookup: lookup}, "floor movie movie B lookup", "floor movie movie B"},
+		{"with movie B and traced movies", lineup{floor: floor, movie: mv, variants: []*system{b, t1, t100}, lookup: lookup},
+			"floor movie movie B movie traced 1% movie traced 100% lookup", "floor movie movie B movie traced 1% movie traced 100%"},
 	}
 	names := func(ss []*system) string {
 		var ns []string
@@ -261,6 +264,11 @@ func measured(rates []float64, p99s ...float64) *system {
 	return s
 }
 
+func named(name string, s *system) *system {
+	s.name = name
+	return s
+}
+
 // lines returns out's lines with their runs of spaces made one, so that a
 // want does not depend on the tabwriter's padding.
 func lines(out string) []string {
@@ -278,8 +286,9 @@ func TestRatiosOfMovieBOverMovie(t *testing.T) {
 		lookup: measured([]float64{100, 100}),
 	}
 	withB := refs
-	withB.movieB = measured([]float64{990, 1050}, 3.3, 1.8)
-	withOneRound := lineup{floor: measured([]float64{1000}, 2), movie: measured([]float64{1000}, 2), movieB: measured([]float64{1100}, 2.2), lookup: measured([]float64{100})}
+	withB.variants = []*system{named("movie B", measured([]float64{990, 1050}, 3.3, 1.8))}
+	withOneRound := lineup{floor: measured([]float64{1000}, 2), movie: measured([]float64{1000}, 2),
+		variants: []*system{named("movie B", measured([]float64{1100}, 2.2))}, lookup: measured([]float64{100})}
 	tests := []struct {
 		name      string
 		l         lineup

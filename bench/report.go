@@ -18,9 +18,9 @@ const (
 	targetRSSMB    = 40  // peak RSS of each service, below
 )
 
-// movieappServices are the processes the RSS target is about, movie B
-// included: it is a build of movie.
-var movieappServices = []string{"movie", "movie B", "metadata-1", "metadata-2", "rating-1", "rating-2"}
+// movieappServices are the processes the RSS target is about, movie B and
+// the traced movies included: they are builds of movie.
+var movieappServices = []string{"movie", "movie B", "movie traced 1%", "movie traced 100%", "metadata-1", "metadata-2", "rating-1", "rating-2"}
 
 // report writes the table of one run.
 func report(out io.Writer, cfg Config, l lineup, rate int, procs []process, loadBefore string) {
@@ -40,6 +40,9 @@ func header(out io.Writer, cfg Config, loadBefore string) {
 		cfg.Connections, cfg.Rounds, cfg.Duration, cfg.Warmup)
 	if cfg.MovieB != "" {
 		fmt.Fprintf(out, "A/B: movie is built from this tree, movie B is %s; each round measures movie B right after movie\n", cfg.MovieB)
+	}
+	if cfg.Tracing {
+		fmt.Fprintf(out, "tracing: movie traced 1%% and 100%% are this tree's movie exporting over OTLP/HTTP to a Jaeger (bin/jaeger) on loopback, measured right after movie; its backends do not trace\n")
 	}
 	gogc := "Go's default"
 	if cfg.GOGC != "" {
@@ -87,16 +90,17 @@ func processTable(out io.Writer, systems []*system) {
 }
 
 // throughputRatios writes movie's closed-loop throughput over the
-// references', judged against the targets, and movie B's over
-// movie's, which has no target: it is what an A/B is run for.
+// references', judged against the targets, and each variant's (movie
+// B's, the traced movies') over movie's, which has no target: it is what an
+// A/B is run for.
 func throughputRatios(out io.Writer, l lineup) {
 	floor, mv, lookup := l.floor, l.movie, l.lookup
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	vsFloor, vsLookup := ratio(mv.closed.Rate(), floor.closed.Rate()), ratio(mv.closed.Rate(), lookup.closed.Rate())
 	ratioLine(tw, "movie / fan-out floor", vsFloor, verdict(fmt.Sprintf(">= %.2fx", targetVsFloor), vsFloor >= targetVsFloor), spread(mv.roundRates, floor.roundRates))
 	ratioLine(tw, "movie / per-request lookup", vsLookup, verdict(fmt.Sprintf(">= %dx", targetVsLookup), vsLookup >= targetVsLookup), spread(mv.roundRates, lookup.roundRates))
-	if b := l.movieB; b != nil {
-		ratioLine(tw, "movie B / movie", ratio(b.closed.Rate(), mv.closed.Rate()), spread(b.roundRates, mv.roundRates))
+	for _, v := range l.variants {
+		ratioLine(tw, v.name+" / movie", ratio(v.closed.Rate(), mv.closed.Rate()), spread(v.roundRates, mv.roundRates))
 	}
 	tw.Flush()
 }
@@ -120,8 +124,8 @@ func fixedRateSection(out io.Writer, cfg Config, l lineup, rate int) {
 	p99Ratios(out, cfg, l)
 }
 
-// p99Ratios writes movie's fixed-rate p99 over the floor's and movie B's
-// over movie's.
+// p99Ratios writes movie's fixed-rate p99 over the floor's and each
+// variant's over movie's.
 func p99Ratios(out io.Writer, cfg Config, l lineup) {
 	floor, mv := l.floor, l.movie
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -133,8 +137,8 @@ func p99Ratios(out io.Writer, cfg Config, l lineup) {
 	} else {
 		ratioLine(tw, "movie p99 / floor p99", r, verdict(fmt.Sprintf("<= %.1fx", targetP99), r <= targetP99), spread(mv.roundP99s, floor.roundP99s))
 	}
-	if b := l.movieB; b != nil {
-		ratioLine(tw, "movie B p99 / movie p99", ratio(float64(b.fixed.Quantile(.99)), float64(mv.fixed.Quantile(.99))), spread(b.roundP99s, mv.roundP99s))
+	for _, v := range l.variants {
+		ratioLine(tw, v.name+" p99 / movie p99", ratio(float64(v.fixed.Quantile(.99)), float64(mv.fixed.Quantile(.99))), spread(v.roundP99s, mv.roundP99s))
 	}
 	tw.Flush()
 }

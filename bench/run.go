@@ -21,6 +21,7 @@ import (
 
 	"movieexample.com/internal/cluster"
 	"movieexample.com/internal/devconsul"
+	"movieexample.com/internal/devjaeger"
 	"movieexample.com/metadata"
 	"movieexample.com/movie"
 	"movieexample.com/pkg/instance"
@@ -60,6 +61,12 @@ type Config struct {
 	// (floor, movie, movie B, lookup, floor, ...), and the report adds its
 	// figures and the ratios B/A with their spread over the pairs of rounds.
 	MovieB string
+	// Tracing adds two more movies from this tree, measured right after
+	// movie (and movie B) in every round in the same way: one tracing 1% of
+	// the requests, one all of them, both exporting to a real Jaeger
+	// (bin/jaeger) on loopback. The backends do not trace: the ratios are
+	// movie's own cost of its server and attempt spans and their export.
+	Tracing bool
 	// Outstanding bounds the requests the open loop of RunOverload awaits
 	// at once (OpenLoad.Outstanding).
 	Outstanding int
@@ -73,7 +80,8 @@ type Config struct {
 
 // DefaultConfig is the full run `make bench` does.
 func DefaultConfig() Config {
-	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second, Outstanding: 256, MaxInFlight: instance.DefaultMaxInFlight, Pin: true}
+	return Config{Connections: 64, Duration: 10 * time.Second, Rounds: 3, Warmup: 3 * time.Second, Outstanding: 256, MaxInFlight: instance.DefaultMaxInFlight,
+		Pin: true, Tracing: true}
 }
 
 // ids are the seeded movies the load asks for in turn.
@@ -170,11 +178,25 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 
+	var jaeger *devjaeger.Jaeger
+	if cfg.Tracing {
+		logf("starting Jaeger")
+		if jaeger, err = devjaeger.Start(ctx, nil); err != nil {
+			return err
+		}
+		defer jaeger.Stop()
+	}
+
 	serviceEnv, refEnv := measuredEnv(cfg.GOGC)
 	app, err := startMovieapp(ctx, cfg, dir, agent.Addr, serviceEnv, logf)
 	defer app.stop()
 	if err != nil {
 		return err
+	}
+	if jaeger != nil {
+		if err := app.startTraced(ctx, dir, agent.Addr, serviceEnv, jaeger, logf); err != nil {
+			return err
+		}
 	}
 
 	logf("starting the reference systems")
@@ -234,7 +256,44 @@ type movieapp struct {
 	started  []*cluster.Process // every one, in the order started
 	backends []*cluster.Process // metadata-1, metadata-2, rating-1, rating-2
 	movie    *cluster.Process
-	movieB   *cluster.Process // nil without Config.MovieB
+	// variants are the other movies, each measured against movie: movie B
+	// (Config.MovieB) and the traced ones (Config.Tracing).
+	variants []variant
+	jaeger   *devjaeger.Jaeger // nil without Config.Tracing
+}
+
+// variant is a movie other than the one built from this tree with its
+// defaults, under its name in the report.
+type variant struct {
+	name string
+	p    *cluster.Process
+}
+
+// tracedMovies are the traced movies of Config.Tracing: their names and
+// their samplers.
+var tracedMovies = []struct{ name, sampler, arg string }{
+	{"movie traced 1%", "parentbased_traceidratio", "0.01"},
+	{"movie traced 100%", "parentbased_always_on", ""},
+}
+
+// startTraced starts the traced movies, exporting to jaeger, on the same
+// backends.
+func (app *movieapp) startTraced(ctx context.Context, dir, consulAddr string, env []string, jaeger *devjaeger.Jaeger, logf func(string, ...any)) error {
+	app.jaeger = jaeger
+	for _, tm := range tracedMovies {
+		logf("starting %s, exporting to Jaeger at %s", tm.name, jaeger.OTLPEndpoint)
+		p, err := cluster.Start(ctx, dir, "movie", consulAddr, append(slices.Clone(env),
+			"OTEL_EXPORTER_OTLP_ENDPOINT="+jaeger.OTLPEndpoint, "OTEL_TRACES_SAMPLER="+tm.sampler, "OTEL_TRACES_SAMPLER_ARG="+tm.arg))
+		if err != nil {
+			return err
+		}
+		app.started = append(app.started, p)
+		if err := waitReady(ctx, p.Addr); err != nil {
+			return fmt.Errorf("%w\n%s", err, p.Logs())
+		}
+		app.variants = append(app.variants, variant{tm.name, p})
+	}
+	return nil
 }
 
 // startMovieapp starts two metadata and two rating instances and movie from
@@ -285,7 +344,10 @@ func startMovieapp(ctx context.Context, cfg Config, dir, consulAddr string, env 
 		if err != nil {
 			return app, err
 		}
-		app.movieB, err = startMovie(filepath.Split(path))
+		b, err := startMovie(filepath.Split(path))
+		if err == nil {
+			app.variants = append(app.variants, variant{"movie B", b})
+		}
 		return app, err
 	}
 	return app, nil
@@ -352,22 +414,23 @@ func (refs *references) stop() {
 
 // lineup is the systems of one run.
 type lineup struct {
-	floor, movie, movieB, lookup *system // movieB nil without Config.MovieB
+	floor, movie, lookup *system
+	// variants are measured against movie: movie B, the traced movies.
+	variants []*system
 }
 
-// inTurn returns the systems in the order each round measures them. Movie B
-// comes right after movie, so that each pair of rounds of the A/B is taken
-// back to back, under the same conditions as far as the machine allows.
+// inTurn returns the systems in the order each round measures them. The
+// variants come right after movie, so that each of their rounds is taken
+// next to one of movie's, under the same conditions as far as the machine
+// allows.
 func (l lineup) inTurn() []*system {
-	return slices.DeleteFunc([]*system{l.floor, l.movie, l.movieB, l.lookup}, isNil)
+	return slices.Concat([]*system{l.floor, l.movie}, l.variants, []*system{l.lookup})
 }
 
 // atFixedRate returns the systems the fixed-rate rounds measure, in turn.
 func (l lineup) atFixedRate() []*system {
-	return slices.DeleteFunc([]*system{l.floor, l.movie, l.movieB}, isNil)
+	return slices.Concat([]*system{l.floor, l.movie}, l.variants)
 }
-
-func isNil(s *system) bool { return s == nil }
 
 // newLineup returns the systems of the run: the floor and the lookup on
 // refs, movie (and movie B) on app, each with the processes that serve it.
@@ -395,11 +458,18 @@ func newLineup(agent *devconsul.Agent, app *movieapp, refs *references) (lineup,
 	if l.movie, err = movieSystem("movie", app.movie); err != nil {
 		return l, err
 	}
-	if app.movieB != nil {
-		if l.movieB, err = movieSystem("movie B", app.movieB); err != nil {
+	for _, v := range app.variants {
+		s, err := movieSystem(v.name, v.p)
+		if err != nil {
 			return l, err
 		}
-		l.movieB.profiled = map[string]string{"movie-b": app.movieB.Addr}
+		if app.jaeger != nil && strings.HasPrefix(v.name, "movie traced") {
+			// What the collector spends on the spans is part of their cost.
+			s.procs = append(s.procs, process{name: "jaeger", pid: app.jaeger.PID()})
+			s.procUsage, s.procAllocs = make([]usage, len(s.procs)), make([]allocs, len(s.procs))
+		}
+		s.profiled = map[string]string{strings.ToLower(strings.NewReplacer(" ", "-", "%", "").Replace(v.name)): v.p.Addr}
+		l.variants = append(l.variants, s)
 	}
 	if l.lookup, err = newSystem("per-request lookup", refs.lookup.addr, append([]process{refs.lookup.process("lookup gateway")}, append(refs.backendProcs, consulProc)...)...); err != nil {
 		return l, err

@@ -3,9 +3,9 @@
 #        scripts/stack.sh down                            (make down)
 #
 # up runs docker-compose.yml in the background, with or without a registry:
-# the official Consul and Prometheus images when they are on this machine or
-# can be pulled, else images built here from bin/consul and bin/prometheus
-# (make images; pulls nothing). It says which in one line. The services'
+# the official Consul, Prometheus and Jaeger images when they are on this
+# machine or can be pulled, else images built here from bin/consul,
+# bin/prometheus and bin/jaeger (make images; pulls nothing). It says which in one line. The services'
 # images are always built here from this checkout's code (the same images the
 # Dockerfile's golang stage makes, without pulling golang), and compose is
 # told not to build. It waits until movie answers /ready.
@@ -85,7 +85,7 @@ http_status() {
 }
 
 # image SERVICE prints the image compose runs for SERVICE, as it resolves it
-# now (CONSUL_IMAGE and PROMETHEUS_IMAGE from the environment or .env, else
+# now (CONSUL_IMAGE, PROMETHEUS_IMAGE and JAEGER_IMAGE from the environment or .env, else
 # docker-compose.yml's defaults).
 image() {
   "${compose[@]}" config | awk -v svc="  $1:" '/^  [^ ]/ { in_svc = ($0 == svc) } in_svc && /^    image: / { print $2; exit }'
@@ -107,7 +107,7 @@ published() {
 # which in one line.
 choose_images() {
   local official img missing=() reason
-  official=("$(image consul)" "$(image prometheus)")
+  official=("$(image consul)" "$(image prometheus)" "$(image jaeger)")
   for img in "${official[@]}"; do
     docker image inspect "$img" >/dev/null 2>&1 || missing+=("$img")
   done
@@ -117,9 +117,9 @@ choose_images() {
     # the timeout is for networks that drop packets.
     if ! reason=$(with_timeout "$PROBE_TIMEOUT" docker manifest inspect "$img" 2>&1 >/dev/null); then
       reason=$(printf '%s' "${reason:-no answer within ${PROBE_TIMEOUT}s}" | tail -n 1 | sed 's/^.*dial tcp: //')
-      export CONSUL_IMAGE=movieapp/consul:$MOVIEAPP_TAG PROMETHEUS_IMAGE=movieapp/prometheus:$MOVIEAPP_TAG
+      export CONSUL_IMAGE=movieapp/consul:$MOVIEAPP_TAG PROMETHEUS_IMAGE=movieapp/prometheus:$MOVIEAPP_TAG JAEGER_IMAGE=movieapp/jaeger:$MOVIEAPP_TAG
       build=images
-      echo "make up: $img cannot be pulled ($reason): using images built here, CONSUL_IMAGE=$CONSUL_IMAGE PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE (make images; the first time builds bin/consul and bin/prometheus, several minutes)"
+      echo "make up: $img cannot be pulled ($reason): using images built here, CONSUL_IMAGE=$CONSUL_IMAGE PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE JAEGER_IMAGE=$JAEGER_IMAGE (make images; the first time builds bin/consul, bin/prometheus and bin/jaeger, several minutes)"
       return
     fi
   done
@@ -129,7 +129,7 @@ choose_images() {
   else
     reason="already on this machine"
   fi
-  echo "make up: using the official images ${official[0]} and ${official[1]} ($reason); the services' images are built here"
+  echo "make up: using the official images ${official[0]}, ${official[1]} and ${official[2]} ($reason); the services' images are built here"
 }
 
 # Set by up for undo: what the project had before this up.
@@ -168,10 +168,11 @@ up() {
     exit 1
   fi
 
-  local movie consul prometheus deadline=$((SECONDS + READY_TIMEOUT))
+  local movie consul prometheus jaeger deadline=$((SECONDS + READY_TIMEOUT))
   movie=$(published movie 8083)
   consul=$(published consul 8500)
   prometheus=$(published prometheus 9090)
+  jaeger=$(published jaeger 16686)
   until [[ "$(http_status "$movie" /ready)" == 200 ]]; do
     if ((SECONDS >= deadline)); then
       echo "make up: movie on $movie was not ready within ${READY_TIMEOUT}s; the containers and their last logs:" >&2
@@ -184,28 +185,23 @@ up() {
   done
   trap - INT TERM
   if [[ "$build" == images ]]; then
-    echo "movieapp up: curl 'http://$movie/movie?id=1'  Consul UI: http://$consul/ui  Prometheus API: http://$prometheus/api/v1/targets (no UI in the image built here)  (make down stops it)"
-    echo "other docker-compose commands on this stack need the same images: CONSUL_IMAGE=$CONSUL_IMAGE PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE docker-compose ..."
+    echo "movieapp up: curl 'http://$movie/movie?id=1'  Consul UI: http://$consul/ui  Prometheus API: http://$prometheus/api/v1/targets  Jaeger API: http://$jaeger/api/traces/<trace-id> (no Prometheus or Jaeger UI in the images built here)  (make down stops it)"
+    echo "other docker-compose commands on this stack need the same images: CONSUL_IMAGE=$CONSUL_IMAGE PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE JAEGER_IMAGE=$JAEGER_IMAGE docker-compose ..."
   else
-    echo "movieapp up: curl 'http://$movie/movie?id=1'  Consul UI: http://$consul/ui  Prometheus: http://$prometheus  (make down stops it)"
+    echo "movieapp up: curl 'http://$movie/movie?id=1'  Consul UI: http://$consul/ui  Prometheus: http://$prometheus  Jaeger: http://$jaeger  (make down stops it)"
   fi
 }
 
 # down stops the stack. It runs compose with the images the project's
-# Consul and Prometheus containers came from, so that compose resolves the
-# stack as the up that started it did.
+# Consul, Prometheus and Jaeger containers came from, so that compose
+# resolves the stack as the up that started it did.
 down() {
-  local svc id
-  for svc in consul prometheus; do
+  local svc id var
+  for svc in consul prometheus jaeger; do
     id=$(docker ps -aq --filter "label=$label" --filter "label=com.docker.compose.service=$svc" | head -n 1)
     [[ -z "$id" ]] && continue
-    if [[ "$svc" == consul ]]; then
-      CONSUL_IMAGE=$(docker inspect -f '{{.Config.Image}}' "$id")
-      export CONSUL_IMAGE
-    else
-      PROMETHEUS_IMAGE=$(docker inspect -f '{{.Config.Image}}' "$id")
-      export PROMETHEUS_IMAGE
-    fi
+    var=${svc^^}_IMAGE
+    export "$var=$(docker inspect -f '{{.Config.Image}}' "$id")"
   done
   "${compose[@]}" down --remove-orphans
   echo "movieapp down: the volumes (the services' data) stay; docker-compose -p $project down -v removes them"

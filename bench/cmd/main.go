@@ -10,6 +10,10 @@
 //	go build -o /tmp/movie-b ./movie/cmd   # on the other branch
 //	bin/bench -movie-b /tmp/movie-b
 //
+// Every run but -overload also measures two movies that trace, 1% and 100%
+// of their requests, exporting to a real Jaeger, the same way
+// (-tracing=false leaves them out).
+//
 // `bench -overload` measures movie under more load than it can serve, with
 // the services' in-flight limit on and off (docs/resilience.md#overload).
 package main
@@ -59,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxInFlight, "max-inflight", cfg.MaxInFlight, "with -overload: -max-inflight of every service when protection is on")
 	fs.BoolVar(&cfg.Pin, "pin", cfg.Pin, "with -overload: run the load generator on the last CPU and the services and Consul on the others, as if the clients were on another machine")
 	fs.StringVar(&cfg.MovieB, "movie-b", "", "`path` of a second movie binary, for an A/B: measured right after the movie built from this tree in every round, on the same backends and Consul; the report adds its figures and the ratios B/A")
+	fs.BoolVar(&cfg.Tracing, "tracing", cfg.Tracing, "also measure movie tracing 1% and 100% of its requests, exporting to a real Jaeger (bin/jaeger, make jaeger-bin) on loopback, each round right after movie; the report adds their ratios to movie, which does not trace (-tracing=false leaves them out; -overload never has them)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -181,7 +181,7 @@ func (s *stack) waitHealthy(n int) {
 		ok := len(cs) == n
 		for _, c := range cs {
 			states = append(states, c.Name+" "+c.health())
-			healthy := c.health() == "healthy" || c.health() == "none" && c.service() == "prometheus" && c.State.Running
+			healthy := c.health() == "healthy" || c.health() == "none" && noHealthcheck(c.service()) && c.State.Running
 			ok = ok && healthy
 		}
 		return ok

@@ -86,16 +86,17 @@ func TestCompose(t *testing.T) {
 		for _, c := range cs {
 			states = append(states, fmt.Sprintf("%s running=%v health=%s", c.Name, c.State.Running, c.health()))
 		}
-		if len(cs) != 7 {
+		if len(cs) != 8 {
 			return false
 		}
 		for _, c := range cs {
 			switch c.health() {
 			case "healthy":
 			case "none":
-				// Prometheus: its image has no shell or probe to run a
-				// healthcheck with, so running is all it can tell.
-				if c.service() != "prometheus" || !c.State.Running {
+				// Prometheus and Jaeger: their images have no shell or
+				// probe to run a healthcheck with, so running is all they
+				// can tell.
+				if !noHealthcheck(c.service()) || !c.State.Running {
 					return false
 				}
 			default:
@@ -104,7 +105,7 @@ func TestCompose(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("all 7 containers up (6 with a healthcheck healthy) %s after up", time.Since(start).Round(time.Millisecond))
+	t.Logf("all 8 containers up (6 with a healthcheck healthy) %s after up", time.Since(start).Round(time.Millisecond))
 
 	// 2. Consul lists every instance at its own container address.
 	byService := s.running()
@@ -130,6 +131,7 @@ func TestCompose(t *testing.T) {
 	if err != nil || a.Status != http.StatusOK || a.Metadata.ID != seededMovie || a.Metadata.Title == "" || a.Rating == nil || len(a.Partial) > 0 {
 		t.Fatalf("GET /movie?id=%s = %+v, %v; want 200 with metadata and rating", seededMovie, a, err)
 	}
+	s.checkTracesInJaeger()
 
 	// 3. Stopping a rating container under load deregisters it at once and
 	// costs no request. Compose stops whole services, so the one container
@@ -292,6 +294,8 @@ func newStack(t *testing.T, prefix string, files ...string) *stack {
 		"CONSUL_IMAGE=movieapp/consul:"+s.tag,
 		"PROMETHEUS_IMAGE=movieapp/prometheus:"+s.tag,
 		"PROMETHEUS_PUBLISH=127.0.0.1:", // a free port
+		"JAEGER_IMAGE=movieapp/jaeger:"+s.tag,
+		"JAEGER_PUBLISH=127.0.0.1:",
 		"MOVIE_PUBLISH="+s.movieAddr,
 		"CONSUL_PUBLISH="+s.consulAddr,
 	)
@@ -308,7 +312,7 @@ func newStack(t *testing.T, prefix string, files ...string) *stack {
 			t.Errorf("cleanup: down: %v\n%s", err, out)
 		}
 		// Only the test's own tags: the images users built stay.
-		for _, name := range []string{"metadata", "rating", "movie", "consul", "prometheus"} {
+		for _, name := range []string{"metadata", "rating", "movie", "consul", "prometheus", "jaeger"} {
 			_, _ = docker(ctx, time.Minute, "rmi", "movieapp/"+name+":"+s.tag)
 		}
 	})
@@ -895,4 +899,36 @@ func (s *stack) waitFor(within time.Duration, what string, cond func() bool) tim
 		time.Sleep(20 * time.Millisecond)
 	}
 	return time.Now()
+}
+
+// noHealthcheck reports whether service's image has no healthcheck: the
+// images built from bin/prometheus and bin/jaeger are those binaries alone.
+func noHealthcheck(service string) bool { return service == "prometheus" || service == "jaeger" }
+
+// checkTracesInJaeger checks that the three services export their spans to
+// the jaeger service, through its published query API: each of them has
+// traces there once the requests so far have been served.
+func (s *stack) checkTracesInJaeger() {
+	s.t.Helper()
+	addr := strings.TrimSpace(s.compose(30*time.Second, "port", "jaeger", "16686"))
+	if !strings.HasPrefix(addr, "127.0.0.1:") {
+		s.t.Fatalf("jaeger published on %q, want a loopback port", addr)
+	}
+	var services []string
+	s.waitFor(time.Minute, "Jaeger has traces of metadata, rating and movie", func() bool {
+		resp, err := client.Get("http://" + addr + "/api/services")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Data []string `json:"data"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&body) != nil {
+			return false
+		}
+		services = body.Data
+		return slices.Contains(services, "movie") && slices.Contains(services, "metadata") && slices.Contains(services, "rating")
+	})
+	s.t.Logf("Jaeger at %s has traces of %v", addr, services)
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 	"movieexample.com/internal/cluster"
 	"movieexample.com/internal/devconsul"
 	"movieexample.com/internal/metricstest"
+	"movieexample.com/internal/toolbin"
 )
 
 // errNoPrometheus means the Prometheus binary was not found. The test fails
@@ -28,21 +28,11 @@ import (
 var errNoPrometheus = errors.New("prometheus binary not found: run `make prometheus-bin` (or set PROMETHEUS_BIN)")
 
 // repoRoot is the top of the repository.
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
+func repoRoot() string { return toolbin.Root() }
 
 // prometheusBinary returns $PROMETHEUS_BIN, else bin/prometheus.
 func prometheusBinary() (string, error) {
-	if p := os.Getenv("PROMETHEUS_BIN"); p != "" {
-		return p, nil
-	}
-	p := filepath.Join(repoRoot(), "bin", "prometheus")
-	if _, err := os.Stat(p); err != nil {
-		return "", errNoPrometheus
-	}
-	return filepath.Abs(p)
+	return toolbin.Find("PROMETHEUS_BIN", "prometheus", errNoPrometheus)
 }
 
 // scrapeConfig returns the project's prometheus/prometheus.yml with only the

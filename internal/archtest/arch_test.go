@@ -117,11 +117,11 @@ func TestConsulStaysInDiscovery(t *testing.T) {
 }
 
 // TestDomainPackagesStayPure checks that importing a domain type (as a
-// caller of the service does) links no transport, registry, metrics or
-// store: the domain packages' whole dependency trees hold none of them.
+// caller of the service does) links no transport, registry, metrics,
+// tracing or store: the domain packages' whole dependency trees hold none of them.
 func TestDomainPackagesStayPure(t *testing.T) {
 	banned := []string{"github.com/hashicorp/consul", "github.com/prometheus/", "modernc.org/sqlite",
-		"github.com/jackc/pgx", "database/sql", "net/http"}
+		"github.com/jackc/pgx", "database/sql", "net/http", "go.opentelemetry.io/"}
 	for _, svc := range services {
 		for _, dep := range goList(t, "-deps", "./"+svc) {
 			for _, b := range banned {
@@ -134,7 +134,7 @@ func TestDomainPackagesStayPure(t *testing.T) {
 }
 
 // TestMovieLinksNoStore checks the movie binary, a gateway that opens no
-// database: no SQL driver, and no test support, in any binary.
+// database: no SQL driver; and no test support, and no gRPC, in any binary.
 func TestMovieLinksNoStore(t *testing.T) {
 	for _, svc := range services {
 		for _, dep := range goList(t, "-deps", "./"+svc+"/cmd") {
@@ -143,6 +143,33 @@ func TestMovieLinksNoStore(t *testing.T) {
 			}
 			if svc == "movie" && (strings.Contains(dep, "sqlite") || strings.Contains(dep, "jackc/pgx")) {
 				t.Errorf("the movie binary links %s", dep)
+			}
+			// The SDK's OTLP exporters link gRPC, 8.5 MB of each binary
+			// that would take the images over their bound (pkg/tracing's
+			// exporter is why there is none).
+			if strings.HasPrefix(dep, "google.golang.org/grpc") {
+				t.Errorf("the %s binary links %s", svc, dep)
+			}
+		}
+	}
+}
+
+// TestTracingSDKStaysInTracing checks that pkg/tracing is the one package
+// that sets tracing up: the others (the gateway's attempt spans, the
+// clients' traceparent, the logs' trace IDs) use OpenTelemetry's API only,
+// which is a no-op until a provider is given to them.
+func TestTracingSDKStaysInTracing(t *testing.T) {
+	sdk := []string{"go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/exporters", "go.opentelemetry.io/contrib",
+		"go.opentelemetry.io/proto"}
+	for pkg, deps := range imports(t) {
+		if layer(pkg) == "" || pkg == module+"/pkg/tracing" {
+			continue
+		}
+		for _, dep := range deps {
+			for _, b := range sdk {
+				if strings.HasPrefix(dep, b) {
+					t.Errorf("%s imports %s: only pkg/tracing sets tracing up", pkg, dep)
+				}
 			}
 		}
 	}

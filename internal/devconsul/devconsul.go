@@ -8,18 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
+
+	"movieexample.com/internal/freeport"
+	"movieexample.com/internal/toolbin"
 )
 
 // ErrNoBinary means the Consul binary was not found; `make consul-bin`
@@ -28,17 +27,7 @@ var ErrNoBinary = errors.New("consul binary not found: run `make consul-bin` (or
 
 // Binary returns the Consul binary to run: $CONSUL_BIN, else bin/consul at
 // the top of the repository.
-func Binary() (string, error) {
-	if p := os.Getenv("CONSUL_BIN"); p != "" {
-		return p, nil
-	}
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", "bin", "consul")
-	if _, err := os.Stat(p); err != nil {
-		return "", ErrNoBinary
-	}
-	return filepath.Abs(p)
-}
+func Binary() (string, error) { return toolbin.Find("CONSUL_BIN", "consul", ErrNoBinary) }
 
 // Agent is a running Consul dev agent.
 type Agent struct {
@@ -61,7 +50,7 @@ func Start(ctx context.Context, log io.Writer, extra ...string) (*Agent, error) 
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(4)
+	ports, err := freeport.Loopback(4)
 	if err != nil {
 		return nil, err
 	}
@@ -178,28 +167,6 @@ func (a *Agent) Client(token string) (*consul.Client, error) {
 	cfg.Address = a.Addr
 	cfg.Token = token
 	return consul.NewClient(cfg)
-}
-
-// freePorts asks the kernel for n free loopback TCP ports. Another process
-// could take one between here and Consul's bind; in practice on a test
-// machine that does not happen, and a failed start says so clearly.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // New starts a dev agent for test t and stops it when t ends. A missing

@@ -15,6 +15,7 @@ import (
 	"movieexample.com/pkg/gateway"
 	"movieexample.com/pkg/instance"
 	"movieexample.com/pkg/ops"
+	"movieexample.com/pkg/tracing"
 	"movieexample.com/pkg/web"
 	rthttp "movieexample.com/rating/httpapi"
 )
@@ -87,6 +88,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	metrics := ops.NewRegistry()
+	tr := tracing.Setup(cfg.Tracing, metrics)
+	// A span per upstream attempt when tracing, none at all otherwise.
+	if tp := tr.TracerProvider(); tp != nil {
+		cfg.Gateway.Tracer = tp.Tracer("movieexample.com/pkg/gateway")
+	}
 	gm := gateway.NewMetrics(metrics)
 	// A transport, and so a connection pool, per upstream: every call takes
 	// the pool's lock twice, and one pool for both upstreams was the most
@@ -115,8 +121,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			w.start(ctx, map[string]*gateway.Upstream{"metadata": md, "rating": rt})
 			return nil
 		},
-		Ready: func() error { return errors.Join(md.Ready(), rt.Ready()) },
-		Stop:  w.stop,
+		Ready:   func() error { return errors.Join(md.Ready(), rt.Ready()) },
+		Stop:    w.stop,
+		Tracing: tr,
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
+	"go.opentelemetry.io/otel/attribute"
 
 	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/routing"
@@ -75,6 +76,9 @@ type node struct {
 	latency *peakEWMA
 	// shedAt is when the instance last shed a call (UnixNano), 0 if never.
 	shedAt atomic.Int64
+	// spanAttrs are the attributes of its attempt spans; nil when not
+	// tracing.
+	spanAttrs []attribute.KeyValue
 }
 
 // shedHold is how long P2C counts an instance that shed a call as busier
@@ -181,6 +185,9 @@ func (u *Upstream) update(old *members, instances []string) *members {
 				canary: u.cfg.CanaryTag != "" && a.Has(u.cfg.CanaryTag)}
 			if u.cfg.Balancer == P2CEWMA {
 				n.latency = &peakEWMA{stamp: time.Now()}
+			}
+			if u.cfg.Tracer != nil {
+				n.spanAttrs = spanAttrs(u.name, inst)
 			}
 		}
 		set.all = append(set.all, member{node: n, idx: len(set.all)})

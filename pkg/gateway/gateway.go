@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
+	"go.opentelemetry.io/otel/trace"
 
 	"movieexample.com/pkg/errs"
 )
@@ -60,6 +61,11 @@ type Config struct {
 	// call's subset first, then the other.
 	CanaryTag     string
 	CanaryPercent float64
+
+	// Tracer, if set, makes a client span of every attempt, and of every
+	// instance skipped for its open breaker (gateway/trace.go); nil makes
+	// no span at all, at no cost.
+	Tracer trace.Tracer
 }
 
 // DefaultConfig returns the tuned defaults.
@@ -104,6 +110,7 @@ type Upstream struct {
 	budget   *retryBudget
 	m        upstreamMetrics
 	endpoint endpoint.Endpoint
+	spanName string // of every attempt's span
 
 	instances atomic.Int64 // discovered instances, for readiness
 	instancer sd.Instancer
@@ -125,11 +132,12 @@ type Upstream struct {
 // instances' endpoints come from factory. Call Watch to give it instances.
 func New(name string, factory sd.Factory, cfg Config, m *Metrics, logger *slog.Logger) *Upstream {
 	u := &Upstream{
-		name:   name,
-		cfg:    cfg,
-		log:    logger.With("target", name),
-		budget: newRetryBudget(cfg.RetryRatio, cfg.MinRetriesPerSecond),
-		m:      m.forTarget(name),
+		name:     name,
+		cfg:      cfg,
+		log:      logger.With("target", name),
+		budget:   newRetryBudget(cfg.RetryRatio, cfg.MinRetriesPerSecond),
+		m:        m.forTarget(name),
+		spanName: name + " attempt",
 	}
 	u.factory = u.perInstance(factory)
 	u.endpoint = instrumenting(u.m)(u.call)

@@ -116,27 +116,63 @@ func instrumenting(m upstreamMetrics) endpoint.Middleware {
 	}
 }
 
-// count counts one outcome of err. A canceled attempt is one abandoned by
-// the caller (its client went away, or another call of the same request
+// outcome is what became of an attempt or a call.
+type outcome int
+
+const (
+	outcomeOK outcome = iota
+	outcomeNotFound
+	outcomeBadResponse
+	outcomeWrongInstance
+	outcomeOverloaded
+	outcomeUnavailable
+	outcomeCanceled
+)
+
+// String is the outcome's label value.
+func (o outcome) String() string {
+	return [...]string{"ok", "not_found", "bad_response", "wrong_instance", "overloaded", "unavailable", "canceled"}[o]
+}
+
+// outcomeOf classifies err. A canceled attempt is one abandoned by the
+// caller (its client went away, or another call of the same request
 // failed): it says nothing about the instance.
-func (o outcomes) count(err error) {
+func outcomeOf(err error) outcome {
 	switch {
 	case err == nil:
-		o.ok.Inc()
+		return outcomeOK
 	case errors.Is(err, identity.ErrWrongInstance):
-		o.wrongInstance.Inc()
+		return outcomeWrongInstance
 	case errors.Is(err, context.Canceled):
-		o.canceled.Inc()
+		return outcomeCanceled
 	case errors.Is(err, errs.ErrOverloaded):
+		return outcomeOverloaded
+	}
+	switch errs.KindOf(err) {
+	case errs.NotFound:
+		return outcomeNotFound
+	case errs.BadGateway:
+		return outcomeBadResponse
+	}
+	return outcomeUnavailable
+}
+
+// count counts one outcome of err.
+func (o outcomes) count(err error) {
+	switch outcomeOf(err) {
+	case outcomeOK:
+		o.ok.Inc()
+	case outcomeNotFound:
+		o.notFound.Inc()
+	case outcomeBadResponse:
+		o.badResponse.Inc()
+	case outcomeWrongInstance:
+		o.wrongInstance.Inc()
+	case outcomeOverloaded:
 		o.overloaded.Inc()
+	case outcomeCanceled:
+		o.canceled.Inc()
 	default:
-		switch errs.KindOf(err) {
-		case errs.NotFound:
-			o.notFound.Inc()
-		case errs.BadGateway:
-			o.badResponse.Inc()
-		default:
-			o.unavailable.Inc()
-		}
+		o.unavailable.Inc()
 	}
 }

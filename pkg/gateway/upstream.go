@@ -12,6 +12,7 @@ import (
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
 	"github.com/sony/gobreaker"
+	"go.opentelemetry.io/otel/trace"
 
 	"movieexample.com/pkg/backoff"
 	"movieexample.com/pkg/errs"
@@ -57,7 +58,7 @@ func (u *Upstream) attempts(instance string) endpoint.Middleware {
 			u.m.req.count(err)
 			if err != nil && !logged.Load() {
 				if me, ok := errors.AsType[*identity.MismatchError](err); ok && logged.CompareAndSwap(false, true) {
-					u.log.Warn("answer from the wrong instance; refused",
+					u.log.WarnContext(ctx, "answer from the wrong instance; refused",
 						"instance", instance, "want", me.Want, "got", me.Got, "addr", me.Addr)
 				}
 			}
@@ -95,8 +96,19 @@ func (u *Upstream) breaker(instance string) endpoint.Middleware {
 	})
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req any) (any, error) {
+			if u.cfg.Tracer != nil {
+				// The state the attempt found, before its own outcome moves it.
+				if span := trace.SpanFromContext(ctx); span.IsRecording() {
+					span.SetAttributes(attrBreaker.String(cb.State().String()))
+				}
+			}
 			resp, err := cb.Execute(func() (any, error) { return next(ctx, req) })
 			if skipped(err) && ctx.Value(bypassBreaker{}) != nil {
+				if u.cfg.Tracer != nil {
+					if span := trace.SpanFromContext(ctx); span.IsRecording() {
+						span.SetAttributes(attrBypassed.Bool(true))
+					}
+				}
 				return next(ctx, req)
 			}
 			return resp, err
@@ -140,22 +152,21 @@ func (u *Upstream) call(ctx context.Context, req any) (any, error) {
 	var r rotation
 	r.start(set, &u.cfg)
 	var lastErr error
-	for attempt := range u.cfg.MaxAttempts {
-		if attempt > 0 && (r.allShed() || !u.payForRetry(ctx, attempt)) {
-			break
-		}
-		resp, err := u.attempt(ctx, &r, len(set.all), req)
+	for attempt := 0; ; attempt++ {
+		resp, span, err := u.attempt(ctx, &r, len(set.all), attempt+1, req)
 		if err == nil {
+			endAttempt(span, nil, "")
 			return resp, nil
 		}
 		lastErr = err
-		if skipped(err) { // every instance ejected, and failing fast
-			break
-		}
-		if !retryable(err) {
+		if !skipped(err) && !retryable(err) {
+			endAttempt(span, err, "")
 			return nil, err
 		}
-		if ctx.Err() != nil {
+		then := u.retry(ctx, &r, attempt+1, err)
+		// Ended before the backoff: the span is the attempt, not the pause.
+		endAttempt(span, err, then)
+		if then != retried || backoff.Sleep(ctx, backoff.Jitter(u.cfg.Backoff<<attempt)) != nil {
 			break
 		}
 	}
@@ -165,19 +176,56 @@ func (u *Upstream) call(ctx context.Context, req any) (any, error) {
 	return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, u.name, lastErr)
 }
 
-// attempt makes one real attempt on the next instance of r (of n) whose
-// breaker lets it through, skipping ejected ones without spending an
-// attempt; instances that shed the call are passed over (see rotation).
-// When the skips within one round reach the instances not shed, every one
-// left is ejected: a FailFast upstream returns the breaker's error (which
-// skipped reports); any other starts panicking, for the rest of the call,
-// under which the breaker never skips: so the loop ends. call never asks
-// for an attempt once every instance has shed.
-func (u *Upstream) attempt(ctx context.Context, r *rotation, n int, req any) (any, error) {
+// What a call did after an attempt that failed and another instance might
+// have answered: the attempt span's movieapp.retry.
+const (
+	retried           = "retried"
+	budgetExhausted   = "budget_exhausted"   // the retry budget was spent
+	attemptsExhausted = "attempts_exhausted" // that was the last of MaxAttempts
+	callEnded         = "call_ended"         // the caller's deadline passed, or it went away
+	everyInstanceShed = "every_instance_shed"
+	everyEjected      = "every_instance_ejected" // FailFast: the call fails at once
+)
+
+// retry decides whether the call retries after its attempt number attempts
+// (1 for the first) failed with err, which another instance might not have,
+// and pays for the retry from the budget if so. A retry is paid for once,
+// however many ejected instances it skips.
+func (u *Upstream) retry(ctx context.Context, r *rotation, attempts int, err error) string {
+	switch {
+	case skipped(err): // every instance ejected, and failing fast
+		return everyEjected
+	case ctx.Err() != nil:
+		return callEnded
+	case attempts >= u.cfg.MaxAttempts:
+		return attemptsExhausted
+	case r.allShed():
+		return everyInstanceShed
+	case !u.budget.withdraw():
+		u.m.budgetExhausted.Inc()
+		return budgetExhausted
+	}
+	u.m.retries.Inc()
+	return retried
+}
+
+// attempt makes one real attempt, number num of the call, on the next
+// instance of r (of n) whose breaker lets it through, skipping ejected ones
+// without spending an attempt; instances that shed the call are passed over
+// (see rotation). When the skips within one round reach the instances not
+// shed, every one left is ejected: a FailFast upstream returns the breaker's
+// error (which skipped reports); any other starts panicking, for the rest of
+// the call, under which the breaker never skips: so the loop ends. call
+// never asks for an attempt once every instance has shed.
+//
+// When tracing, each instance tried has a client span: a skipped one's is
+// ended here, the attempt's is returned for call to end once it knows what
+// follows the attempt (nil when not tracing).
+func (u *Upstream) attempt(ctx context.Context, r *rotation, n, num int, req any) (any, trace.Span, error) {
 	for skips := 0; ; {
 		m, newRound, ok := r.next()
 		if !ok { // every instance shed the call: not reached, call checks
-			return nil, fmt.Errorf("%w: every %s instance shed the call", errs.ErrOverloaded, u.name)
+			return nil, nil, fmt.Errorf("%w: every %s instance shed the call", errs.ErrOverloaded, u.name)
 		}
 		if newRound {
 			// Only n skips within one round, each member once, mean
@@ -188,36 +236,28 @@ func (u *Upstream) attempt(ctx context.Context, r *rotation, n int, req any) (an
 		if r.panicking {
 			actx = context.WithValue(actx, bypassBreaker{}, true)
 		}
+		var span trace.Span
+		if u.cfg.Tracer != nil {
+			actx, span = u.startAttempt(actx, m.node, num)
+		}
 		resp, err := m.call(actx, req, u.cfg.AttemptTimeout)
 		cancel()
 		if errors.Is(err, errs.ErrOverloaded) {
 			r.markShed(m)
 		}
 		if !skipped(err) {
-			return resp, err
+			return resp, span, err
 		}
+		endAttempt(span, err, "")
 		if skips++; skips < n-len(r.shed) {
 			continue
 		}
 		if u.cfg.FailFast || r.panicking {
-			return nil, err
+			return nil, nil, err
 		}
 		r.panicking = true
 		u.m.panics.Inc()
 	}
-}
-
-// payForRetry pays for the retry that is attempt (1 for the first retry)
-// from the retry budget, then waits its jittered backoff. It returns false
-// if the budget is spent or ctx ends first. A retry is paid for once,
-// however many ejected instances it skips.
-func (u *Upstream) payForRetry(ctx context.Context, attempt int) bool {
-	if !u.budget.withdraw() {
-		u.m.budgetExhausted.Inc()
-		return false
-	}
-	u.m.retries.Inc()
-	return backoff.Sleep(ctx, backoff.Jitter(u.cfg.Backoff<<(attempt-1))) == nil
 }
 
 // skipped reports an attempt that never reached an instance because its

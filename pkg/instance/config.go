@@ -13,6 +13,8 @@ import (
 	"movieexample.com/pkg/flagenv"
 	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/logging"
+	"movieexample.com/pkg/ops"
+	"movieexample.com/pkg/tracing"
 )
 
 // Config is what every service instance is configured with. Each binary's
@@ -54,6 +56,10 @@ type Config struct {
 	Pprof     bool // serve /debug/pprof/ (for profiling; off by default)
 
 	HealthCheck bool // probe a running instance's /ready on Port and exit
+
+	// Tracing is read from OpenTelemetry's standard variables (OTEL_*),
+	// not from flags: every OpenTelemetry SDK reads the same ones.
+	Tracing tracing.Config
 }
 
 // EnvNames maps the shared flags to the environment variables read when the
@@ -140,6 +146,12 @@ func (c *Config) Parse(fs *flag.FlagSet, args []string, getenv func(string) stri
 	if err := flagenv.Parse(fs, args, getenv, EnvNames); err != nil {
 		return err
 	}
+	tc, err := tracing.FromEnv(getenv, c.Service, c.InstanceID)
+	if err != nil {
+		return err
+	}
+	c.Tracing = tc
+	c.Tracing.Version = ops.Version
 	return c.Check()
 }
 
@@ -216,6 +228,7 @@ func (c Config) Attrs() []slog.Attr {
 		slog.Int("max_inflight", c.MaxInFlight),
 		slog.String("log_format", c.LogFormat), slog.String("log_level", c.LogLevel.String()),
 		slog.Bool("access_log", c.AccessLog), slog.Bool("pprof", c.Pprof),
+		slog.Any("tracing", c.Tracing),
 	}
 }
 

@@ -71,6 +71,7 @@ func TestParseEnvironmentFallback(t *testing.T) {
 		{name: "negative limit", args: []string{"-max-inflight", "-1"}, wantInErr: "max-inflight -1"},
 		{name: "unknown log format", args: []string{"-log-format", "xml"}, wantInErr: "xml"},
 		{name: "unknown flag", args: []string{"-nope"}, wantInErr: "-nope"},
+		{name: "unknown trace sampler", env: map[string]string{"OTEL_TRACES_SAMPLER": "sometimes"}, wantInErr: "OTEL_TRACES_SAMPLER"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,6 +89,8 @@ func TestParseEnvironmentFallback(t *testing.T) {
 				t.Fatalf("Parse: %v", err)
 			}
 			tt.want(&want)
+			// Read from the OTEL_* variables, checked in pkg/tracing.
+			want.Tracing = got.Tracing
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("config\n got %+v\nwant %+v", got, want)
 			}

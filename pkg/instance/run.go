@@ -30,6 +30,7 @@ import (
 	"movieexample.com/pkg/identity"
 	"movieexample.com/pkg/ops"
 	"movieexample.com/pkg/requestid"
+	"movieexample.com/pkg/tracing"
 	"movieexample.com/pkg/web"
 )
 
@@ -63,6 +64,10 @@ type App struct {
 	Ready func() error
 	// Stop, if set, runs after the HTTP server has shut down.
 	Stop func()
+	// Tracing, if set, makes a server span of every request to the
+	// service's routes; Run shuts it down (exporting what is left) once the
+	// server has, within Config.ShutdownTimeout, whatever Run returns.
+	Tracing *tracing.Tracing
 }
 
 // Main is the whole of a service's main function: it runs run with a
@@ -85,6 +90,17 @@ func Main(service string, run func(ctx context.Context, args []string, getenv fu
 // if the instance could not start (port taken, Consul unreachable until the
 // start timeout, Consul token lacking permission) or its server failed.
 func Run(ctx context.Context, app App) error {
+	// Deferred, so it runs on every way out, and last: after the server has
+	// shut down, the last request's spans are queued. Its own deadline, not
+	// what the HTTP shutdown left of one: a collector that does not answer
+	// costs the stop at most this, however long the drain took.
+	defer func() {
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), app.Config.ShutdownTimeout)
+		defer cancel()
+		if err := app.Tracing.Shutdown(tctx); err != nil {
+			app.Logger.Warn("tracing shutdown: spans not exported", "err", err)
+		}
+	}()
 	ln, inst, err := listen(app.Config)
 	if err != nil {
 		return err
@@ -154,9 +170,13 @@ func (s *server) ready() error {
 
 // newHTTPServer adds the operational routes to the service's and wraps them
 // in the middleware every request goes through: the instance's identity
-// header, the request ID, then the metrics and access log, then the
-// in-flight limit, then panic recovery, so that the 500 a panic turns into
-// is counted and logged like any other answer. The limit is inside the
+// header, the request ID, then the server span (when tracing), then the
+// metrics and access log, then the in-flight limit, then panic recovery, so
+// that the 500 a panic turns into is counted and logged like any other
+// answer. The span is outside the metrics so that the access log line
+// carries its IDs, and right outside them because it copies the request,
+// which would hide the route pattern from anything outside the copy; the
+// operational routes get no span. The limit is inside the
 // metrics, so that a refused request counts as the 503 its client got, and
 // inside the identity header, so that a gateway can tell the instance that
 // refused it.
@@ -167,6 +187,7 @@ func (s *server) newHTTPServer() *http.Server {
 	h := web.RecoverPanics(app.Logger, mux)
 	h = newLimiter(app.Config.MaxInFlight, mux, app.Metrics).handler(h)
 	h = httpmetrics.New(app.Metrics).Handler(app.Config.AccessLog, app.Logger, h)
+	h = app.Tracing.Handler(h, func(r *http.Request) bool { return !ops.Operational(r.URL.Path) })
 	return &http.Server{
 		Handler:           identity.Middleware(identity.Of(app.Config.Service, app.Config.InstanceID), requestid.Middleware(h)),
 		ReadHeaderTimeout: ReadHeaderTimeout,

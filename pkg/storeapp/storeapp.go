@@ -14,6 +14,7 @@ import (
 	"movieexample.com/pkg/instance"
 	"movieexample.com/pkg/ops"
 	"movieexample.com/pkg/store"
+	"movieexample.com/pkg/tracing"
 )
 
 // Service describes a store-backed service to Run. R is its repository.
@@ -80,11 +81,15 @@ func Run[R any](ctx context.Context, svc Service[R], args []string, getenv func(
 	}
 	// After Run: the server has shut down, so no request uses the store.
 	defer closeRepo()
+	// Run shuts tracing down, whatever it returns.
+	metrics := ops.NewRegistry()
+	tr := tracing.Setup(cfg.Tracing, metrics)
 	return instance.Run(ctx, instance.App{
 		Config:   cfg.Config,
 		Logger:   logger,
 		Registry: discovery.NewConsul(consul),
 		Routes:   svc.Routes(repo, logger),
-		Metrics:  ops.NewRegistry(),
+		Metrics:  metrics,
+		Tracing:  tr,
 	})
 }

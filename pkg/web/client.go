@@ -11,6 +11,10 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"movieexample.com/pkg/errs"
 	"movieexample.com/pkg/identity"
@@ -58,7 +62,8 @@ type DecodeFunc func(*http.Response) (any, error)
 // GetFactory returns an sd.Factory whose endpoint, for one instance, is a
 // GET of path with the query that encode makes of the request, its answer
 // decoded by dec, and the caller's request ID forwarded so that one ID
-// follows the request through every service's logs.
+// follows the request through every service's logs, and the caller's span
+// in a traceparent header, so that one trace does too.
 //
 // The instance is an instance string from discovery, which names the
 // instance as well as its address (identity.Instance). An answer is decoded
@@ -92,9 +97,19 @@ func GetFactory(rt http.RoundTripper, path string, encode func(req any) string, 
 			if id := requestid.FromContext(ctx); id != "" {
 				r.Header.Set(requestid.Header, id)
 			}
+			// The attempt's span, when the caller traces (pkg/gateway):
+			// its traceparent makes the instance's server span its child.
+			span := trace.SpanFromContext(ctx)
+			if span.SpanContext().IsValid() {
+				otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(r.Header))
+			}
 			resp, err := rt.RoundTrip(r)
 			if err != nil {
 				return nil, err
+			}
+			if span.IsRecording() {
+				span.SetAttributes(semconv.HTTPRequestMethodGet, semconv.URLFull(r.URL.String()),
+					semconv.HTTPResponseStatusCode(resp.StatusCode))
 			}
 			defer resp.Body.Close()
 			// Direct map access: the header is canonical, and Get would
