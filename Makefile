@@ -62,8 +62,8 @@ $(JAEGER): tools/jaeger/go.mod tools/jaeger/go.sum
 	@mkdir -p $(BIN)
 	cd tools/jaeger && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o ../../$(JAEGER) github.com/jaegertracing/jaeger/cmd/jaeger
 
-## jaeger: Jaeger on 127.0.0.1 with jaeger/config.yaml: OTLP/HTTP on :4318, the query API on
-## http://127.0.0.1:16686 (`make run` with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 exports to it)
+## jaeger: Jaeger on 127.0.0.1 with jaeger/config.yaml: OTLP/HTTP on port 4318, the query API on port
+## 16686 (`make run` with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 exports to it)
 jaeger: $(JAEGER)
 	$(JAEGER) --config jaeger/config.yaml
 
@@ -72,11 +72,18 @@ jaeger: $(JAEGER)
 jaeger-image: docker/jaeger/jaeger
 	docker build -t movieapp/jaeger:$(MOVIEAPP_TAG) docker/jaeger
 
+# stage-static BINARY,TARGET: the recipe that copies BINARY (built by make
+# TARGET) to $@ for an image on scratch, which can run it only if it is a
+# static linux binary: refused, with how to rebuild it, if it is not.
+define stage-static
+@$(GO) version -m $(1) | grep -q 'CGO_ENABLED=0' && $(GO) version -m $(1) | grep -q 'GOOS=linux' || { \
+  echo "$(1) is not a static linux binary and cannot run on scratch: rm $(1) && make $(2)" >&2; exit 1; }
+cp -L $(1) $@
+endef
+
 # The image runs bin/jaeger itself, which must be a static linux binary.
 docker/jaeger/jaeger: $(JAEGER)
-	@$(GO) version -m $(JAEGER) | grep -q 'CGO_ENABLED=0' && $(GO) version -m $(JAEGER) | grep -q 'GOOS=linux' || { \
-	  echo "$(JAEGER) is not a static linux binary and cannot run on scratch: rm $(JAEGER) && make jaeger-bin" >&2; exit 1; }
-	cp -L $(JAEGER) $@
+	$(call stage-static,$(JAEGER),jaeger-bin)
 
 ## prometheus: Prometheus on http://127.0.0.1:9090 scraping every instance registered in the Consul
 ## on 127.0.0.1:8500 (the one `make run` starts), with prometheus/prometheus.yml
@@ -93,9 +100,7 @@ prometheus-image: docker/prometheus/prometheus
 
 # The image runs bin/prometheus itself, which must be a static linux binary.
 docker/prometheus/prometheus: $(PROMETHEUS)
-	@$(GO) version -m $(PROMETHEUS) | grep -q 'CGO_ENABLED=0' && $(GO) version -m $(PROMETHEUS) | grep -q 'GOOS=linux' || { \
-	  echo "$(PROMETHEUS) is not a static linux binary and cannot run on scratch: rm $(PROMETHEUS) && make prometheus-bin" >&2; exit 1; }
-	cp -L $(PROMETHEUS) $@
+	$(call stage-static,$(PROMETHEUS),prometheus-bin)
 
 ## test: every test, under -race, against a real Consul, a real Prometheus, a real Jaeger and the real
 ## Docker engine (e2e/compose); PostgreSQL tests skip unless TEST_POSTGRES_URL is set (see test-postgres)
@@ -201,9 +206,7 @@ service-images:
 # The Consul image runs bin/consul itself, which must then be a static linux
 # binary (a bin/consul built before consul-bin built it static is not).
 docker/consul/consul: $(CONSUL)
-	@$(GO) version -m $(CONSUL) | grep -q 'CGO_ENABLED=0' && $(GO) version -m $(CONSUL) | grep -q 'GOOS=linux' || { \
-	  echo "$(CONSUL) is not a static linux binary and cannot run on scratch: rm $(CONSUL) && make consul-bin" >&2; exit 1; }
-	cp -L $(CONSUL) $@
+	$(call stage-static,$(CONSUL),consul-bin)
 
 ## clean: remove bin/ (Consul, Prometheus and Jaeger too: rebuilding them takes minutes) and the staged image binaries
 clean:
