@@ -74,12 +74,19 @@ type node struct {
 	inflight atomic.Int64 // this process's calls to it in flight (P2C, P2CEWMA)
 	// latency is nil but with P2CEWMA: the other balancers read no clock.
 	latency *peakEWMA
-	// shedAt is when the instance last shed a call (UnixNano), 0 if never.
+	// shedAt is when the instance last shed a call, on clock; 0 if never.
 	shedAt atomic.Int64
 	// spanAttrs are the attributes of its attempt spans; nil when not
 	// tracing.
 	spanAttrs []attribute.KeyValue
 }
+
+// epoch starts clock: a monotonic reading, which a step of the wall clock
+// cannot move back.
+var epoch = time.Now()
+
+// clock returns the time since epoch, never 0 (0 is "never" in shedAt).
+func clock() int64 { return int64(time.Since(epoch)) + 1 }
 
 // shedHold is how long P2C counts an instance that shed a call as busier
 // than one that did not: the Retry-After: 1 that movieapp's instances send.
@@ -99,7 +106,7 @@ func (n *node) call(ctx context.Context, req any, timeout time.Duration) (any, e
 	if n.latency == nil {
 		resp, err := n.ep(ctx, req)
 		if err != nil && errors.Is(err, errs.ErrOverloaded) {
-			n.shedAt.Store(time.Now().UnixNano())
+			n.shedAt.Store(clock())
 		}
 		return resp, err
 	}
@@ -107,22 +114,35 @@ func (n *node) call(ctx context.Context, req any, timeout time.Duration) (any, e
 	resp, err := n.ep(ctx, req)
 	end := time.Now()
 	if err != nil && errors.Is(err, errs.ErrOverloaded) {
-		n.shedAt.Store(end.UnixNano())
+		n.shedAt.Store(clock())
+	}
+	// A skip never reached the instance, and a call its caller gave up on
+	// says nothing of how long the instance would have taken.
+	if skipped(err) || errors.Is(err, context.Canceled) {
+		return resp, err
 	}
 	d := end.Sub(start)
-	if err != nil && !skipped(err) && errs.KindOf(err) != errs.NotFound {
+	if err != nil && errs.KindOf(err) != errs.NotFound {
 		d = max(d, timeout)
 	}
-	if !skipped(err) { // a skip never reached the instance
-		n.latency.observe(d, end)
-	}
+	n.latency.observe(d, end)
 	return resp, err
 }
+
+// unmeasuredCost is the cost of an instance with calls in flight and no
+// latency measured yet (a new one): higher than any measured one's, so that
+// a new instance that hangs is not sent every call it is drawn for until its
+// first answer, as Finagle's peak EWMA does.
+const unmeasuredCost = float64(time.Hour)
 
 // cost is what P2CEWMA compares: the latency estimate times the calls in
 // flight plus one, per unit of weight.
 func (n *node) cost(now time.Time) float64 {
-	return n.latency.estimate(now) * float64(n.inflight.Load()+1) / float64(n.weight)
+	e, inflight := n.latency.estimate(now), n.inflight.Load()
+	if e == 0 && inflight > 0 {
+		return unmeasuredCost * float64(inflight) / float64(n.weight)
+	}
+	return e * float64(inflight+1) / float64(n.weight)
 }
 
 // member is a node's place in one set: idx is its index in that set's
@@ -328,7 +348,7 @@ func (r *rotation) pick(g *group) (member, bool) {
 	// An instance that shed a call lately answers fast, with a 503: its
 	// few calls in flight say nothing of its room.
 	if first.shedAt.Load() != 0 || second.shedAt.Load() != 0 {
-		now := time.Now().UnixNano()
+		now := clock()
 		if fs, ss := first.shedding(now), second.shedding(now); fs != ss {
 			if fs {
 				return second, true

@@ -235,6 +235,19 @@ func TestP2CEWMAPicksLowerCost(t *testing.T) {
 		t.Errorf("the fast instance holding 30 calls: %d of 1000 picks the slow instance, want all", n)
 	}
 	fastNode.inflight.Add(-30)
+	// A new instance, nothing measured yet, already holding a call: it
+	// costs more than any measured one, so a new instance that hangs is not
+	// sent every call it is drawn for.
+	for _, m := range set.all {
+		if m.instance == slow {
+			m.latency = &peakEWMA{stamp: now}
+			m.inflight.Add(1)
+			defer m.inflight.Add(-1)
+		}
+	}
+	if n := picks(); n != 0 {
+		t.Errorf("a new instance holding a call: %d of 1000 picks it, want none", n)
+	}
 }
 
 // TestP2CEWMAFailureCostsTheTimeout: an attempt that fails at once counts
@@ -251,11 +264,13 @@ func TestP2CEWMAFailureCostsTheTimeout(t *testing.T) {
 		{fmt.Errorf("rating: %w", errs.ErrOverloaded), true},
 		{errs.New(errs.NotFound, "no such movie"), false},
 		{nil, false},
+		{context.Canceled, false}, // the caller gave up: not counted at all
 	} {
 		n := &node{weight: 1, latency: &peakEWMA{stamp: time.Now()},
 			ep: func(context.Context, any) (any, error) { return nil, tc.err }}
 		_, _ = n.call(context.Background(), nil, timeout)
-		if got := time.Duration(n.latency.estimate(time.Now())); (got >= timeout-time.Millisecond) != tc.want {
+		// The stored estimate: a read decays it with the time since.
+		if got := time.Duration(n.latency.ns); (got >= timeout) != tc.want {
 			t.Errorf("after an attempt that returned %v: estimate %v, want the timeout: %v", tc.err, got, tc.want)
 		}
 	}
@@ -323,7 +338,7 @@ func TestP2CAvoidsSheddingInstance(t *testing.T) {
 	if n := picks(); n != 0 {
 		t.Errorf("%d of 1000 picks the instance that just shed, want none", n)
 	}
-	shed.shedAt.Store(time.Now().Add(-shedHold).UnixNano())
+	shed.shedAt.Store(clock() - int64(shedHold))
 	if n := picks(); n != 1000 {
 		t.Errorf("a shed longer ago than shedHold: %d of 1000 picks it, want all (it has fewer calls in flight)", n)
 	}

@@ -31,7 +31,8 @@ func (e *peakEWMA) observe(d time.Duration, now time.Time) {
 	if x > e.ns {
 		e.ns = x
 	} else {
-		w := math.Exp(-float64(now.Sub(e.stamp)) / float64(ewmaDecay))
+		// Clamped: a concurrent observe may have stamped a later now.
+		w := math.Exp(-float64(max(0, now.Sub(e.stamp))) / float64(ewmaDecay))
 		e.ns = e.ns*w + x*(1-w)
 	}
 	e.stamp = now
@@ -41,5 +42,5 @@ func (e *peakEWMA) observe(d time.Duration, now time.Time) {
 func (e *peakEWMA) estimate(now time.Time) float64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.ns * math.Exp(-float64(now.Sub(e.stamp))/float64(ewmaDecay))
+	return e.ns * math.Exp(-float64(max(0, now.Sub(e.stamp)))/float64(ewmaDecay))
 }

@@ -159,5 +159,10 @@ func TestAttemptSpanSaysWhyNoRetry(t *testing.T) {
 		if got := second[attrBreaker].AsString(); got != "open" {
 			t.Errorf("second breaker state = %q, want open", got)
 		}
+		// Every instance ejected and failing fast: the call ends, and the
+		// last skip's span says so.
+		if got := second[attrRetry].AsString(); got != "every_instance_ejected" {
+			t.Errorf("second retry = %q, want every_instance_ejected", got)
+		}
 	})
 }

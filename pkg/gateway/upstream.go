@@ -248,13 +248,15 @@ func (u *Upstream) attempt(ctx context.Context, r *rotation, n, num int, req any
 		if !skipped(err) {
 			return resp, span, err
 		}
-		endAttempt(span, err, "")
 		if skips++; skips < n-len(r.shed) {
+			endAttempt(span, err, "")
 			continue
 		}
 		if u.cfg.FailFast || r.panicking {
-			return nil, nil, err
+			// The last skip's span, for call to end with what followed.
+			return nil, span, err
 		}
+		endAttempt(span, err, "")
 		r.panicking = true
 		u.m.panics.Inc()
 	}
