@@ -254,11 +254,13 @@ func neverWaitsForTheCollector(t *testing.T, mv *cluster.Process, jaeger *devjae
 		t.Errorf("with Jaeger stopped, %s, want 200", f)
 	}
 	waitFor(t, 30*time.Second, "spans that cannot be exported counted as dropped", func() bool { return dropped() > before })
+	// The bound set above is the one in force. That no request waits on
+	// the exporter is TestQueueDropsAndCountsWhenTheCollectorIsStuck's
+	// (pkg/tracing): with the collector stuck, a span that finds the queue
+	// full is dropped at once; here, every request was answered.
 	f := metricstest.Scrape(t, metrics)
-	queued, _ := f.Value("movieapp_trace_queue_spans", nil)
-	capacity, _ := f.Value("movieapp_trace_queue_capacity_spans", nil)
-	if capacity != 64 || queued > capacity {
-		t.Errorf("%v spans queued with a capacity of %v, want at most 64 of 64", queued, capacity)
+	if capacity, _ := f.Value("movieapp_trace_queue_capacity_spans", nil); capacity != 64 {
+		t.Errorf("queue capacity %v, want the 64 of OTEL_BSP_MAX_QUEUE_SIZE", capacity)
 	}
 	t.Logf("with Jaeger stopped: %d requests answered, %v spans dropped", workers*each, dropped()-before)
 }

@@ -41,8 +41,8 @@ type Config struct {
 	// Drain is how long the instance keeps serving after it deregistered,
 	// so that gateways notice before its listener closes.
 	Drain time.Duration
-	// ShutdownTimeout bounds http.Server.Shutdown. Drain plus this stays
-	// under Docker's default 10s stop grace period.
+	// ShutdownTimeout bounds http.Server.Shutdown. Drain plus this plus
+	// TraceFlushTimeout stays under Docker's default 10s stop grace period.
 	ShutdownTimeout time.Duration
 
 	// MaxInFlight is how many requests to the service's routes the

@@ -42,6 +42,10 @@ const (
 	WriteTimeout      = 15 * time.Second
 	IdleTimeout       = 60 * time.Second
 	MaxHeaderBytes    = 16 << 10
+	// TraceFlushTimeout bounds the export of the spans still queued at
+	// shutdown: a batch takes milliseconds to a collector that answers, and
+	// one that does not must not push the stop past Docker's 10s grace.
+	TraceFlushTimeout = 2 * time.Second
 )
 
 // App is one service instance for Run to serve.
@@ -66,7 +70,7 @@ type App struct {
 	Stop func()
 	// Tracing, if set, makes a server span of every request to the
 	// service's routes; Run shuts it down (exporting what is left) once the
-	// server has, within Config.ShutdownTimeout, whatever Run returns.
+	// server has, within TraceFlushTimeout, whatever Run returns.
 	Tracing *tracing.Tracing
 }
 
@@ -95,7 +99,7 @@ func Run(ctx context.Context, app App) error {
 	// what the HTTP shutdown left of one: a collector that does not answer
 	// costs the stop at most this, however long the drain took.
 	defer func() {
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), app.Config.ShutdownTimeout)
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), TraceFlushTimeout)
 		defer cancel()
 		if err := app.Tracing.Shutdown(tctx); err != nil {
 			app.Logger.Warn("tracing shutdown: spans not exported", "err", err)

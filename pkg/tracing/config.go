@@ -147,9 +147,13 @@ func FromEnv(getenv func(string) string, service, instanceID string) (Config, er
 	default:
 		return c, fmt.Errorf("%s=%s: movieapp exports with otlp only (or none)", EnvTracesExporter, e)
 	}
+	// The TRACES_ variable wins over the general one, as for the endpoint.
 	for _, p := range []string{EnvTracesProtocol, EnvProtocol} {
-		if v := getenv(p); v != "" && v != "http/protobuf" {
-			return c, fmt.Errorf("%s=%s: movieapp exports with http/protobuf only", p, v)
+		if v := getenv(p); v != "" {
+			if v != "http/protobuf" {
+				return c, fmt.Errorf("%s=%s: movieapp exports with http/protobuf only", p, v)
+			}
+			break
 		}
 	}
 	c.Endpoint, err = endpoint(getenv(EnvTracesEndpoint), getenv(EnvEndpoint))

@@ -77,10 +77,79 @@ func (e *exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpa
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	// Whatever is left, so the connection goes back to the pool.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("otlp export: %s: %q", resp.Status, msg)
 	}
+	if rejected, why := partialSuccess(msg); rejected > 0 {
+		return &rejectedError{n: rejected, msg: why}
+	}
 	return nil
+}
+
+// rejectedError is a batch the collector took but for n of its spans
+// (OTLP's partial success).
+type rejectedError struct {
+	n   int64
+	msg string
+}
+
+func (e *rejectedError) Error() string {
+	return fmt.Sprintf("otlp export: the collector rejected %d spans: %q", e.n, e.msg)
+}
+
+// partialSuccess reads an ExportTraceServiceResponse: field 1,
+// partial_success, holds rejected_spans (1, an int64) and error_message
+// (2). A body it cannot read is an answer without one: the status said
+// success.
+func partialSuccess(body []byte) (rejected int64, msg string) {
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return 0, ""
+		}
+		body = body[n:]
+		if num != 1 || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, body); n < 0 {
+				return 0, ""
+			}
+			body = body[n:]
+			continue
+		}
+		ps, n := protowire.ConsumeBytes(body)
+		if n < 0 {
+			return 0, ""
+		}
+		body = body[n:]
+		for len(ps) > 0 {
+			num, typ, n := protowire.ConsumeTag(ps)
+			if n < 0 {
+				return rejected, msg
+			}
+			ps = ps[n:]
+			switch {
+			case num == 1 && typ == protowire.VarintType:
+				v, m := protowire.ConsumeVarint(ps)
+				if m < 0 {
+					return rejected, msg
+				}
+				rejected, n = int64(v), m
+			case num == 2 && typ == protowire.BytesType:
+				b, m := protowire.ConsumeBytes(ps)
+				if m < 0 {
+					return rejected, msg
+				}
+				msg, n = string(b), m
+			default:
+				if n = protowire.ConsumeFieldValue(num, typ, ps); n < 0 {
+					return rejected, msg
+				}
+			}
+			ps = ps[n:]
+		}
+	}
+	return rejected, msg
 }
 
 // Shutdown implements sdktrace.SpanExporter.

@@ -4,44 +4,48 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"movieexample.com/internal/metricstest"
 )
 
 // decodeRequest is a collector's side of encodeRequest.
-func decodeRequest(t *testing.T, b []byte) []*tracepb.ResourceSpans {
-	t.Helper()
+func decodeRequest(b []byte) ([]*tracepb.ResourceSpans, error) {
 	var out []*tracepb.ResourceSpans
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || num != 1 || typ != protowire.BytesType {
-			t.Fatalf("field %d of type %d in the request, want resource_spans (1, bytes)", num, typ)
+			return nil, fmt.Errorf("field %d of type %d in the request, want resource_spans (1, bytes)", num, typ)
 		}
 		b = b[n:]
 		m, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			t.Fatal("truncated resource_spans")
+			return nil, errors.New("truncated resource_spans")
 		}
 		b = b[n:]
 		rs := &tracepb.ResourceSpans{}
 		if err := proto.Unmarshal(m, rs); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		out = append(out, rs)
 	}
-	return out
+	return out, nil
 }
 
 func TestExporterSendsOTLPProtobuf(t *testing.T) {
@@ -54,12 +58,19 @@ func TestExporterSendsOTLPProtobuf(t *testing.T) {
 			zr, err := gzip.NewReader(r.Body)
 			if err != nil {
 				t.Error(err)
+				got <- nil
 				return
 			}
 			body = zr
 		}
 		b, _ := io.ReadAll(body)
-		got <- decodeRequest(t, b)
+		// Never t.Fatal here: this is the server's goroutine, and the
+		// test waits on got.
+		rss, err := decodeRequest(b)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- rss
 	}))
 	defer collector.Close()
 
@@ -115,12 +126,48 @@ func TestExporterSendsOTLPProtobuf(t *testing.T) {
 	case a.EndTimeUnixNano <= a.StartTimeUnixNano:
 		t.Error("the attempt ends before it starts")
 	}
-	attrs := map[string]string{}
+	attrs := map[string]*commonpb.AnyValue{}
 	for _, kv := range a.Attributes {
-		attrs[kv.Key] = kv.Value.String()
+		attrs[kv.Key] = kv.Value
 	}
-	if attrs["movieapp.attempt"] != "int_value:1" || len(a.Attributes) != 2 {
+	if v := attrs["movieapp.attempt"]; v == nil || v.GetIntValue() != 1 || len(a.Attributes) != 2 {
 		t.Errorf("attempt attributes %v, want movieapp.attempt=1 and tags", attrs)
+	}
+}
+
+func TestExporterCountsAPartialSuccess(t *testing.T) {
+	// ExportTraceServiceResponse{partial_success: {rejected_spans: 1, error_message: "too old"}}
+	var ps []byte
+	ps = protowire.AppendTag(ps, 1, protowire.VarintType)
+	ps = protowire.AppendVarint(ps, 1)
+	ps = protowire.AppendTag(ps, 2, protowire.BytesType)
+	ps = protowire.AppendString(ps, "too old")
+	var resp []byte
+	resp = protowire.AppendTag(resp, 1, protowire.BytesType)
+	resp = protowire.AppendBytes(resp, ps)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.Write(resp)
+	}))
+	defer collector.Close()
+	rec := tracetest.NewSpanRecorder()
+	tr := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("t")
+	for range 3 {
+		_, s := tr.Start(context.Background(), "op")
+		s.End()
+	}
+	reg := prometheus.NewRegistry()
+	q := newQueue(newExporter(Config{Endpoint: collector.URL, Timeout: 5 * time.Second}), Config{QueueSize: 8, BatchSize: 8, BatchDelay: time.Hour, ExportTimeout: 5 * time.Second}, reg)
+	q.export(rec.Ended())
+	if err := q.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := metricstest.Gather(t, reg)
+	if got, _ := m.Value("movieapp_trace_spans_dropped_total", map[string]string{"reason": "export_failed"}); got != 1 {
+		t.Errorf("export_failed %v, want the 1 span the collector rejected", got)
+	}
+	if got, _ := m.Value("movieapp_trace_spans_exported_total", nil); got != 2 {
+		t.Errorf("exported %v, want the other 2", got)
 	}
 }
 

@@ -92,9 +92,9 @@ func (q *queue) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 }
 
-// run sends the queued spans in batches of batchSize, or whatever is queued
-// once delay has passed since the first span of a batch, until stop; then
-// sends what is left.
+// run sends the queued spans in batches of batchSize, and whatever is
+// queued every delay (a free-running timer, as the SDK's batch processor
+// has), until stop; then sends what is left.
 func (q *queue) run() {
 	defer close(q.done)
 	batch := make([]sdktrace.ReadOnlySpan, 0, q.batchSize)
@@ -143,11 +143,14 @@ func (q *queue) export(batch []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
 	ctx, cancel := context.WithTimeout(q.ctx, q.exportTimeout)
 	err := q.exp.ExportSpans(ctx, batch)
 	cancel()
-	if err != nil {
-		q.m.exportFailed.Add(float64(len(batch)))
-	} else {
-		q.m.exported.Add(float64(len(batch)))
+	failed := len(batch)
+	if err == nil {
+		failed = 0
+	} else if re, ok := errors.AsType[*rejectedError](err); ok {
+		failed = int(min(re.n, int64(len(batch))))
 	}
+	q.m.exportFailed.Add(float64(failed))
+	q.m.exported.Add(float64(len(batch) - failed))
 	clear(batch) // let the spans go
 	return batch[:0]
 }

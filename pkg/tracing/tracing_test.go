@@ -41,6 +41,8 @@ func TestFromEnv(t *testing.T) {
 		{name: "unknown sampler", env: map[string]string{EnvSampler: "sometimes"}, wantInErr: EnvSampler},
 		{name: "ratio out of range", env: map[string]string{EnvSampler: "traceidratio", EnvSamplerArg: "2"}, wantInErr: EnvSamplerArg},
 		{name: "grpc refused", env: map[string]string{EnvEndpoint: "http://a:1", EnvProtocol: "grpc"}, wantInErr: "http/protobuf"},
+		{name: "traces protocol wins over the general one", env: map[string]string{EnvEndpoint: "http://a:1", EnvProtocol: "grpc", EnvTracesProtocol: "http/protobuf"},
+			endpoint: "http://a:1/v1/traces", sampler: "parentbased_always_on", service: "movie"},
 		{name: "other exporter refused", env: map[string]string{EnvTracesExporter: "zipkin"}, wantInErr: EnvTracesExporter},
 		{name: "endpoint not a URL", env: map[string]string{EnvEndpoint: "jaeger:4318"}, wantInErr: EnvEndpoint},
 		{name: "bad queue size", env: map[string]string{EnvQueueSize: "0"}, wantInErr: EnvQueueSize},
