@@ -28,6 +28,10 @@ type staleConsul struct {
 	script  []staleAnswer
 	next    int
 	noStale bool // a query without ?stale was made
+	// afterFirst, if set, holds every query after the first until closed:
+	// the test subscribes to an Instancer that is already watching, and
+	// would miss the first answer if the next ones replaced it first.
+	afterFirst chan struct{}
 }
 
 type staleAnswer struct {
@@ -39,6 +43,15 @@ func (c *staleConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	if _, ok := r.URL.Query()["stale"]; !ok {
 		c.noStale = true
+	}
+	if c.next > 0 && c.afterFirst != nil {
+		c.mu.Unlock()
+		select {
+		case <-c.afterFirst:
+		case <-r.Context().Done():
+			return
+		}
+		c.mu.Lock()
 	}
 	if c.next >= len(c.script) {
 		c.mu.Unlock()
@@ -80,7 +93,7 @@ func TestInstancerStaleReads(t *testing.T) {
 		{[]string{"rating-a"}, lost},             // stale: b stays
 		{[]string{"rating-a", "rating-c"}, lost}, // stale: c is added
 		{[]string{"rating-c"}, 10 * time.Millisecond},
-	}}
+	}, afterFirst: make(chan struct{})}
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	client, err := NewClient(strings.TrimPrefix(srv.URL, "http://"))
@@ -91,6 +104,10 @@ func TestInstancerStaleReads(t *testing.T) {
 		return identity.Instance(identity.Of("rating", id), fmt.Sprintf("127.0.0.1:%d", stalePort(id)))
 	}
 	w := watchRating(t, client, 0) // no grace: nothing but staleness keeps an instance
+	waitUntil(t, 10*time.Second, "the first answer published", func() bool {
+		return slices.Equal(w.last(), []string{inst("rating-a"), inst("rating-b")})
+	})
+	close(fake.afterFirst)
 	waitUntil(t, 10*time.Second, "the last answer published", func() bool {
 		return slices.Equal(w.last(), []string{inst("rating-c")})
 	})
