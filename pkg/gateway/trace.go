@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"strconv"
-	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -33,12 +32,7 @@ const (
 func spanAttrs(service, instance string) []attribute.KeyValue {
 	bare, _ := routing.Split(instance)
 	ident, addr, _ := identity.Split(bare)
-	// The identity is "service/instance-id" (identity.Of).
-	_, id, found := strings.Cut(ident, "/")
-	if !found {
-		id = ident
-	}
-	attrs := []attribute.KeyValue{attrService.String(service), attrInstance.String(id)}
+	attrs := []attribute.KeyValue{attrService.String(service), attrInstance.String(identity.ID(ident))}
 	if host, port, err := net.SplitHostPort(addr); err == nil {
 		attrs = append(attrs, semconv.ServerAddress(host))
 		if p, err := strconv.Atoi(port); err == nil {

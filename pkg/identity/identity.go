@@ -33,6 +33,15 @@ const MetaKey = "movieapp_instance"
 // Of returns the identity of the instance id of service: "service/id".
 func Of(service, id string) string { return service + "/" + id }
 
+// ID returns the instance ID of identity ident, what Of was given; an
+// identity not made by Of is returned whole.
+func ID(ident string) string {
+	if _, id, ok := strings.Cut(ident, "/"); ok {
+		return id
+	}
+	return ident
+}
+
 // Middleware answers every request next serves with ident in Header. It
 // goes outermost, so that error answers (a panic recovered, an unknown
 // route, a refused body) say who answered too: a caller trusts no answer

@@ -39,3 +39,12 @@ func TestQuoteIsBounded(t *testing.T) {
 		t.Errorf("Quote of a 1 MB header is %d bytes long", len(got))
 	}
 }
+
+func TestIDInvertsOf(t *testing.T) {
+	if got := ID(Of("rating", "rating-1b2c")); got != "rating-1b2c" {
+		t.Errorf("ID(Of(rating, rating-1b2c)) = %q", got)
+	}
+	if got := ID("no-service"); got != "no-service" {
+		t.Errorf("ID of an identity without a service = %q, want it whole", got)
+	}
+}
