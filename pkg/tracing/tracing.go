@@ -98,11 +98,3 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 	}
 	return t.tp.Shutdown(ctx)
 }
-
-// ForceFlush exports every span ended so far, within ctx.
-func (t *Tracing) ForceFlush(ctx context.Context) error {
-	if !t.Enabled() {
-		return nil
-	}
-	return t.tp.ForceFlush(ctx)
-}
