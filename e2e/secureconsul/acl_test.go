@@ -287,7 +287,9 @@ func TestMovieTokenWithoutServiceRead(t *testing.T) {
 			t.Errorf("/ready reason %q does not name %s", reason, upstream)
 		}
 	}
-	if !strings.Contains(movie.Logs(), "permission denied") {
-		t.Errorf("movie did not log the permission error:\n%s", movie.Logs())
-	}
+	// Waited for, not read once: /ready can say it a moment before the
+	// line reaches the test through movie's stderr.
+	waitFor(t, 10*time.Second, "movie logs the permission error", func() bool {
+		return strings.Contains(movie.Logs(), "permission denied")
+	})
 }
