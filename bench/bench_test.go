@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -219,6 +220,7 @@ func TestTargetsEncodeAsMovie(t *testing.T) {
 
 func TestLineupTakesMovieBRightAfterMovie(t *testing.T) {
 	floor, mv, b, lookup := &system{name: "floor"}, &system{name: "movie"}, &system{name: "movie B"}, &system{name: "lookup"}
+	appB := &system{name: "movieapp B"}
 	t1, t100 := &system{name: "movie traced 1%"}, &system{name: "movie traced 100%"}
 	tests := []struct {
 		name                      string
@@ -229,6 +231,9 @@ func TestLineupTakesMovieBRightAfterMovie(t *testing.T) {
 		{"with movie B", lineup{floor: floor, movie: mv, variants: []*system{b}, lookup: lookup}, "floor movie movie B lookup", "floor movie movie B"},
 		{"with movie B and traced movies", lineup{floor: floor, movie: mv, variants: []*system{b, t1, t100}, lookup: lookup},
 			"floor movie movie B movie traced 1% movie traced 100% lookup", "floor movie movie B movie traced 1% movie traced 100%"},
+		{"with movieapp B", lineup{floor: floor, movie: mv, variants: []*system{appB}, lookup: lookup}, "floor movie movieapp B lookup", "floor movie movieapp B"},
+		{"with movie B, movieapp B and traced movies", lineup{floor: floor, movie: mv, variants: []*system{b, appB, t1, t100}, lookup: lookup},
+			"floor movie movie B movieapp B movie traced 1% movie traced 100% lookup", "floor movie movie B movieapp B movie traced 1% movie traced 100%"},
 	}
 	names := func(ss []*system) string {
 		var ns []string
@@ -287,6 +292,8 @@ func TestRatiosOfMovieBOverMovie(t *testing.T) {
 	}
 	withB := refs
 	withB.variants = []*system{named("movie B", measured([]float64{990, 1050}, 3.3, 1.8))}
+	withBoth := withB
+	withBoth.variants = append(slices.Clone(withB.variants), named("movieapp B", measured([]float64{810, 1100}, 6, 1)))
 	withOneRound := lineup{floor: measured([]float64{1000}, 2), movie: measured([]float64{1000}, 2),
 		variants: []*system{named("movie B", measured([]float64{1100}, 2.2))}, lookup: measured([]float64{100})}
 	tests := []struct {
@@ -314,6 +321,21 @@ func TestRatiosOfMovieBOverMovie(t *testing.T) {
 				"movie B p99 / movie p99 1.10x rounds 0.90x to 1.10x",
 			},
 		},
+		{"with movie B and movieapp B", withBoth,
+			[]string{
+				"movie / fan-out floor 0.95x target >= 0.90x: met rounds 0.90x to 1.00x",
+				"movie / per-request lookup 9.50x target >= 6x: met rounds 9.00x to 10.00x",
+				"movie B / movie 1.07x rounds 1.05x to 1.10x",
+				// 1910/1900 pooled; paired by round: 810/900 and 1100/1000.
+				"movieapp B / movie 1.01x rounds 0.90x to 1.10x",
+			},
+			[]string{
+				"movie p99 / floor p99 1.50x target <= 1.5x: met rounds 1.00x to 1.50x",
+				"movie B p99 / movie p99 1.10x rounds 0.90x to 1.10x",
+				// The pooled p99 is the worst of these single latencies.
+				"movieapp B p99 / movie p99 2.00x rounds 0.50x to 2.00x",
+			},
+		},
 		{"one round has no spread", withOneRound,
 			[]string{
 				"movie / fan-out floor 1.00x target >= 0.90x: met",
@@ -335,6 +357,60 @@ func TestRatiosOfMovieBOverMovie(t *testing.T) {
 				t.Errorf("p99 ratios: got %q, want %q", got, tt.wantP99s)
 			}
 		})
+	}
+}
+
+func TestHeaderSaysWhereBIsFrom(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   Config
+		wants []string
+	}{
+		{"movie B", Config{MovieB: "/tmp/movie-b"}, []string{"movie B is /tmp/movie-b;"}},
+		{"movieapp B", Config{BuildB: "/tmp/old-bin"}, []string{"movieapp B is the movie, metadata and rating of /tmp/old-bin,", "right after movie\n"}},
+		{"both", Config{MovieB: "/tmp/movie-b", BuildB: "/tmp/old-bin"}, []string{"movie B is /tmp/movie-b;", "of /tmp/old-bin,", "right after movie and movie B\n"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			header(&out, tt.cfg, "0.00")
+			for _, w := range tt.wants {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("header lacks %q:\n%s", w, out.String())
+				}
+			}
+			if tt.cfg.BuildB == "" && strings.Contains(out.String(), "movieapp B") {
+				t.Errorf("header names movieapp B without one:\n%s", out.String())
+			}
+		})
+	}
+}
+
+// movieapp B's services are judged against the RSS target as movie's are;
+// its Consul, as movie's, is not.
+func TestPeakRSSJudgesMovieappBServices(t *testing.T) {
+	self := os.Getpid()
+	var out strings.Builder
+	peakRSSTable(&out, []process{{name: "B movie", pid: self}, {name: "B metadata-2", pid: self}, {name: "B rating-1", pid: self}, {name: "B consul", pid: self}, {name: "consul", pid: self}})
+	judged := map[string]bool{}
+	for _, l := range lines(out.String()) {
+		if name, _, ok := strings.Cut(l, " MB"); ok {
+			f := strings.Fields(name)
+			judged[strings.Join(f[:len(f)-1], " ")] = strings.Contains(l, "target <")
+		}
+	}
+	want := map[string]bool{"B movie": true, "B metadata-2": true, "B rating-1": true, "B consul": false, "consul": false}
+	if !maps.Equal(judged, want) {
+		t.Errorf("judged against the target: got %v, want %v\n%s", judged, want, out.String())
+	}
+}
+
+func TestProfileName(t *testing.T) {
+	tests := map[string]string{"movie": "movie", "movie traced 1%": "movie-traced-1", "movieapp B": "movieapp-b", "B metadata": "b-metadata"}
+	for name, want := range tests {
+		if got := profileName(name); got != want {
+			t.Errorf("profileName(%q) = %q, want %q", name, got, want)
+		}
 	}
 }
 

@@ -6,7 +6,9 @@
 // instances on every upstream call, as the tutorial design does). Run drives
 // all three with the same load in one run and prints one table. With
 // Config.MovieB it also drives a second movie binary, in turn with the
-// first, for an A/B of two builds.
+// first, for an A/B of two builds of movie; with Config.BuildB, a whole
+// second movieapp from another build of the three services, on a Consul of
+// its own, for an A/B of the backends too.
 package bench
 
 import (

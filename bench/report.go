@@ -18,9 +18,11 @@ const (
 	targetRSSMB    = 40  // peak RSS of each service, below
 )
 
-// movieappServices are the processes the RSS target is about, movie B and
-// the traced movies included: they are builds of movie.
-var movieappServices = []string{"movie", "movie B", "movie traced 1%", "movie traced 100%", "metadata-1", "metadata-2", "rating-1", "rating-2"}
+// movieappServices are the processes the RSS target is about, movie B,
+// the traced movies and movieapp B's services included: they are builds of
+// movieapp's services. movieapp B's Consul, as movie's, is not one.
+var movieappServices = []string{"movie", "movie B", "movie traced 1%", "movie traced 100%", "metadata-1", "metadata-2", "rating-1", "rating-2",
+	"B movie", "B metadata-1", "B metadata-2", "B rating-1", "B rating-2"}
 
 // report writes the table of one run.
 func report(out io.Writer, cfg Config, l lineup, rate int, procs []process, loadBefore string) {
@@ -40,6 +42,13 @@ func header(out io.Writer, cfg Config, loadBefore string) {
 		cfg.Connections, cfg.Rounds, cfg.Duration, cfg.Warmup)
 	if cfg.MovieB != "" {
 		fmt.Fprintf(out, "A/B: movie is built from this tree, movie B is %s; each round measures movie B right after movie\n", cfg.MovieB)
+	}
+	if cfg.BuildB != "" {
+		after := "movie"
+		if cfg.MovieB != "" {
+			after = "movie and movie B"
+		}
+		fmt.Fprintf(out, "A/B: movieapp B is the movie, metadata and rating of %s, 2 metadata, 2 rating and 1 movie on a Consul of its own; each round measures it right after %s\n", cfg.BuildB, after)
 	}
 	if cfg.Tracing {
 		fmt.Fprintf(out, "tracing: movie traced 1%% and 100%% are this tree's movie exporting over OTLP/HTTP to a Jaeger (bin/jaeger) on loopback, measured right after movie; its backends do not trace\n")
@@ -91,8 +100,8 @@ func processTable(out io.Writer, systems []*system) {
 
 // throughputRatios writes movie's closed-loop throughput over the
 // references', judged against the targets, and each variant's (movie
-// B's, the traced movies') over movie's, which has no target: it is what an
-// A/B is run for.
+// B's, movieapp B's, the traced movies') over movie's, which has no target:
+// it is what an A/B is run for.
 func throughputRatios(out io.Writer, l lineup) {
 	floor, mv, lookup := l.floor, l.movie, l.lookup
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)

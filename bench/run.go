@@ -46,7 +46,8 @@ type Config struct {
 	Warmup time.Duration
 	// ProfileDir, if set, receives CPU and allocation profiles of movie,
 	// one metadata and one rating instance, the floor gateway and one floor
-	// backend, taken during their system's first round.
+	// backend, and of the variants' movies (and movieapp B's one metadata
+	// and one rating), taken during their system's first round.
 	ProfileDir string
 	// Rate is the fixed-rate load in requests per second; 0 means half the
 	// floor's closed-loop rate, what the issue's latency target is about.
@@ -61,10 +62,17 @@ type Config struct {
 	// (floor, movie, movie B, lookup, floor, ...), and the report adds its
 	// figures and the ratios B/A with their spread over the pairs of rounds.
 	MovieB string
+	// BuildB, if set, is a directory holding a second build of the three
+	// services (movie, metadata and rating, as cluster.Build writes them),
+	// for an A/B of two builds of the backends too: movieapp B, a whole
+	// second movieapp from it (2 metadata, 2 rating and 1 movie instance) on
+	// a Consul of its own, measured right after movie (and movie B) in every
+	// round as movie B is, each of its processes reported on its own.
+	BuildB string
 	// Tracing adds two more movies from this tree, measured right after
-	// movie (and movie B) in every round in the same way: one tracing 1% of
-	// the requests, one all of them, both exporting to a real Jaeger
-	// (bin/jaeger) on loopback. The backends do not trace: the ratios are
+	// movie (and movie B, movieapp B) in every round in the same way: one
+	// tracing 1% of the requests, one all of them, both exporting to a real
+	// Jaeger (bin/jaeger) on loopback. The backends do not trace: the ratios are
 	// movie's own cost of its server and attempt spans and their export.
 	Tracing bool
 	// Outstanding bounds the requests the open loop of RunOverload awaits
@@ -153,9 +161,10 @@ func (s *system) cpu() time.Duration {
 	return sum
 }
 
-// Run starts Consul, movieapp's services (and movie B, with cfg.MovieB) and
-// the reference systems on loopback, measures them and writes the table to
-// out and progress to progress. It returns ErrFailedRequests if any request
+// Run starts Consul, movieapp's services (and movie B with cfg.MovieB,
+// movieapp B on a Consul of its own with cfg.BuildB) and the reference
+// systems on loopback, measures them and writes the table to out and
+// progress to progress. It returns ErrFailedRequests if any request
 // failed, or an error if something could not be started.
 func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	logf := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
@@ -253,13 +262,20 @@ func measuredEnv(gogc string) (services, refs []string) {
 
 // movieapp is movieapp's processes under test.
 type movieapp struct {
+	// prefix starts the report's names of its processes: "" for the
+	// services built from this tree, "B " for movieapp B's.
+	prefix   string
 	started  []*cluster.Process // every one, in the order started
 	backends []*cluster.Process // metadata-1, metadata-2, rating-1, rating-2
 	movie    *cluster.Process
 	// variants are the other movies, each measured against movie: movie B
-	// (Config.MovieB) and the traced ones (Config.Tracing).
+	// (Config.MovieB), movieapp B's (Config.BuildB) and the traced ones
+	// (Config.Tracing).
 	variants []variant
 	jaeger   *devjaeger.Jaeger // nil without Config.Tracing
+	// agent is the Consul the services run on if they own it (movieapp
+	// B's); nil when the caller does.
+	agent *devconsul.Agent
 }
 
 // variant is a movie other than the one built from this tree with its
@@ -267,6 +283,10 @@ type movieapp struct {
 type variant struct {
 	name string
 	p    *cluster.Process
+	// own is the movieapp p is the movie of when it is not movie's, with
+	// its own backends and Consul (movieapp B); nil for a movie on movie's
+	// backends.
+	own *movieapp
 }
 
 // tracedMovies are the traced movies of Config.Tracing: their names and
@@ -282,81 +302,122 @@ func (app *movieapp) startTraced(ctx context.Context, dir, consulAddr string, en
 	app.jaeger = jaeger
 	for _, tm := range tracedMovies {
 		logf("starting %s, exporting to Jaeger at %s", tm.name, jaeger.OTLPEndpoint)
-		p, err := cluster.Start(ctx, dir, "movie", consulAddr, append(slices.Clone(env),
+		p, err := app.startMovie(ctx, dir, "movie", consulAddr, append(slices.Clone(env),
 			"OTEL_EXPORTER_OTLP_ENDPOINT="+jaeger.OTLPEndpoint, "OTEL_TRACES_SAMPLER="+tm.sampler, "OTEL_TRACES_SAMPLER_ARG="+tm.arg))
 		if err != nil {
 			return err
 		}
-		app.started = append(app.started, p)
-		if err := waitReady(ctx, p.Addr); err != nil {
-			return fmt.Errorf("%w\n%s", err, p.Logs())
-		}
-		app.variants = append(app.variants, variant{tm.name, p})
+		app.variants = append(app.variants, variant{name: tm.name, p: p})
 	}
 	return nil
 }
 
-// startMovieapp starts two metadata and two rating instances and movie from
-// dir, then movie B from cfg.MovieB if set, each movie on the same backends
-// and waited for until ready, every one with the flags extra. On error the
-// result holds what was started, for the caller to stop.
+// startMovieapp starts movieapp's services from dir on the Consul agent at
+// consulAddr (startServices), then, if set, movie B from cfg.MovieB on the
+// same backends and movieapp B from cfg.BuildB on a Consul of its own, every
+// service with env and the flags extra. On error the result holds what was
+// started, for the caller to stop.
 func startMovieapp(ctx context.Context, cfg Config, dir, consulAddr string, env []string, logf func(string, ...any), extra ...string) (*movieapp, error) {
-	if cfg.MovieB == "" {
-		logf("starting 2 metadata, 2 rating and 1 movie instance")
-	} else {
-		logf("starting 2 metadata, 2 rating and 1 movie instance, and movie B from %s", cfg.MovieB)
-	}
+	logf("starting 2 metadata, 2 rating and 1 movie instance")
 	if cfg.ProfileDir != "" {
 		extra = append(extra, "-pprof")
 	}
-	app := &movieapp{}
-	start := func(dir, binary string) (*cluster.Process, error) {
-		p, err := cluster.Start(ctx, dir, binary, consulAddr, env, extra...)
-		if err == nil {
-			app.started = append(app.started, p)
-		}
-		return p, err
-	}
-	for _, s := range []string{"metadata", "metadata", "rating", "rating"} {
-		p, err := start(dir, s)
-		if err != nil {
-			return app, err
-		}
-		app.backends = append(app.backends, p)
-	}
-	startMovie := func(dir, binary string) (*cluster.Process, error) {
-		p, err := start(dir, binary)
-		if err != nil {
-			return nil, err
-		}
-		if err := waitReady(ctx, p.Addr); err != nil {
-			return nil, fmt.Errorf("%w\n%s", err, p.Logs())
-		}
-		return p, nil
-	}
-	var err error
-	if app.movie, err = startMovie(dir, "movie"); err != nil {
+	app, err := startServices(ctx, dir, consulAddr, env, extra...)
+	if err != nil {
 		return app, err
 	}
 	if cfg.MovieB != "" {
+		logf("starting movie B from %s", cfg.MovieB)
 		// Absolute, or a bare file name would be looked for in $PATH.
 		path, err := filepath.Abs(cfg.MovieB)
 		if err != nil {
 			return app, err
 		}
-		b, err := startMovie(filepath.Split(path))
-		if err == nil {
-			app.variants = append(app.variants, variant{"movie B", b})
+		b, err := app.startMovie(ctx, filepath.Dir(path), filepath.Base(path), consulAddr, env, extra...)
+		if err != nil {
+			return app, err
 		}
+		app.variants = append(app.variants, variant{name: "movie B", p: b})
+	}
+	if cfg.BuildB != "" {
+		logf("starting movieapp B from %s: Consul, 2 metadata, 2 rating and 1 movie instance", cfg.BuildB)
+		b, err := startMovieappB(ctx, cfg.BuildB, env, extra...)
+		// Recorded on error too: app.stop stops what b holds.
+		app.variants = append(app.variants, variant{name: "movieapp B", p: b.movie, own: b})
 		return app, err
 	}
 	return app, nil
 }
 
-// stop stops the processes in the reverse order of their start.
+// startMovieappB starts a Consul dev agent of its own and the services from
+// dir on it, with env and the flags extra, for movieapp B. On error the
+// result holds what was started, for the caller to stop.
+func startMovieappB(ctx context.Context, dir string, env []string, extra ...string) (*movieapp, error) {
+	// Absolute, or "." would make each binary a bare name, looked for in
+	// $PATH.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return &movieapp{}, err
+	}
+	// A Consul of its own, or each movie would balance over both builds'
+	// backends.
+	agent, err := devconsul.Start(ctx, nil)
+	if err != nil {
+		return &movieapp{}, err
+	}
+	b, err := startServices(ctx, dir, agent.Addr, env, extra...)
+	b.prefix, b.agent = "B ", agent
+	return b, err
+}
+
+// startServices starts two metadata and two rating instances and movie from
+// dir on the Consul agent at consulAddr, with env and the flags extra, and
+// waits until movie is ready. On error the result holds what was started,
+// for the caller to stop.
+func startServices(ctx context.Context, dir, consulAddr string, env []string, extra ...string) (*movieapp, error) {
+	app := &movieapp{}
+	for _, s := range []string{"metadata", "metadata", "rating", "rating"} {
+		p, err := cluster.Start(ctx, dir, s, consulAddr, env, extra...)
+		if err != nil {
+			return app, err
+		}
+		app.started = append(app.started, p)
+		app.backends = append(app.backends, p)
+	}
+	var err error
+	app.movie, err = app.startMovie(ctx, dir, "movie", consulAddr, env, extra...)
+	return app, err
+}
+
+// startMovie starts the movie binary from dir on the Consul agent at
+// consulAddr, with env and the flags extra, adds it to app.started and waits
+// until it is ready.
+func (app *movieapp) startMovie(ctx context.Context, dir, binary, consulAddr string, env []string, extra ...string) (*cluster.Process, error) {
+	p, err := cluster.Start(ctx, dir, binary, consulAddr, env, extra...)
+	if err != nil {
+		return nil, err
+	}
+	app.started = append(app.started, p)
+	if err := waitReady(ctx, p.Addr); err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, p.Logs())
+	}
+	return p, nil
+}
+
+// stop stops the variants' own movieapps, then app's processes in the
+// reverse order of their start, then the Consul agent app owns, if any: each
+// service deregisters before its Consul goes.
 func (app *movieapp) stop() {
+	for _, v := range app.variants {
+		if v.own != nil {
+			v.own.stop()
+		}
+	}
 	for i := len(app.started) - 1; i >= 0; i-- {
 		_, _ = app.started[i].Stop()
+	}
+	if app.agent != nil {
+		app.agent.Stop()
 	}
 }
 
@@ -415,7 +476,8 @@ func (refs *references) stop() {
 // lineup is the systems of one run.
 type lineup struct {
 	floor, movie, lookup *system
-	// variants are measured against movie: movie B, the traced movies.
+	// variants are measured against movie: movie B, movieapp B, the
+	// traced movies.
 	variants []*system
 }
 
@@ -433,7 +495,8 @@ func (l lineup) atFixedRate() []*system {
 }
 
 // newLineup returns the systems of the run: the floor and the lookup on
-// refs, movie (and movie B) on app, each with the processes that serve it.
+// refs, movie and its variants on app, each with the processes that serve
+// it.
 func newLineup(agent *devconsul.Agent, app *movieapp, refs *references) (lineup, error) {
 	consulProc := process{name: "consul", pid: agent.PID()}
 	newSystem := func(name, addr string, procs ...process) (*system, error) {
@@ -448,35 +511,63 @@ func newLineup(agent *devconsul.Agent, app *movieapp, refs *references) (lineup,
 	serviceProc := func(name string, p *cluster.Process) process {
 		return process{name: name, pid: p.PID(), allocsURL: "http://" + p.Addr + "/metrics"}
 	}
-	var backendProcs []process
-	for i, p := range app.backends {
-		backendProcs = append(backendProcs, serviceProc(fmt.Sprintf("%s-%d", p.Service, i%2+1), p))
+	// movieSystem is system name: movie p, its process named procName, with
+	// the backends and Consul of on, the movieapp it runs on.
+	movieSystem := func(name, procName string, p *cluster.Process, on *movieapp, consul process) (*system, error) {
+		procs := []process{serviceProc(procName, p)}
+		for i, b := range on.backends {
+			procs = append(procs, serviceProc(fmt.Sprintf("%s%s-%d", on.prefix, b.Service, i%2+1), b))
+		}
+		return newSystem(name, p.Addr, append(procs, consul)...)
 	}
-	movieSystem := func(name string, p *cluster.Process) (*system, error) {
-		return newSystem(name, p.Addr, append(append([]process{serviceProc(name, p)}, backendProcs...), consulProc)...)
-	}
-	if l.movie, err = movieSystem("movie", app.movie); err != nil {
+	if l.movie, err = movieSystem("movie", "movie", app.movie, app, consulProc); err != nil {
 		return l, err
 	}
+	l.movie.profiled = servicesProfiled(app)
 	for _, v := range app.variants {
-		s, err := movieSystem(v.name, v.p)
+		// A movie on movie's backends is named after its system; movieapp
+		// B's processes all are its own, named apart from movie's: "B
+		// movie", "B metadata-1", ..., "B consul".
+		procName, on, consul := v.name, app, consulProc
+		if v.own != nil {
+			procName, on, consul = v.own.prefix+"movie", v.own, process{name: v.own.prefix + "consul", pid: v.own.agent.PID()}
+		}
+		s, err := movieSystem(v.name, procName, v.p, on, consul)
 		if err != nil {
 			return l, err
+		}
+		s.profiled = map[string]string{profileName(v.name): v.p.Addr}
+		if v.own != nil {
+			s.profiled = servicesProfiled(v.own)
 		}
 		if app.jaeger != nil && strings.HasPrefix(v.name, "movie traced") {
 			// What the collector spends on the spans is part of their cost.
 			s.procs = append(s.procs, process{name: "jaeger", pid: app.jaeger.PID()})
 			s.procUsage, s.procAllocs = make([]usage, len(s.procs)), make([]allocs, len(s.procs))
 		}
-		s.profiled = map[string]string{strings.ToLower(strings.NewReplacer(" ", "-", "%", "").Replace(v.name)): v.p.Addr}
 		l.variants = append(l.variants, s)
 	}
 	if l.lookup, err = newSystem("per-request lookup", refs.lookup.addr, append([]process{refs.lookup.process("lookup gateway")}, append(refs.backendProcs, consulProc)...)...); err != nil {
 		return l, err
 	}
 	l.floor.profiled = map[string]string{"floor-gateway": refs.floor.addr, "floor-metadata": refs.backends["bench-metadata"][0]}
-	l.movie.profiled = map[string]string{"movie": app.movie.Addr, "metadata": app.backends[0].Addr, "rating": app.backends[2].Addr}
 	return l, nil
+}
+
+// servicesProfiled are app's movie, one metadata and one rating instance,
+// for -profile: file name -> address.
+func servicesProfiled(app *movieapp) map[string]string {
+	return map[string]string{
+		profileName(app.prefix + "movie"):    app.movie.Addr,
+		profileName(app.prefix + "metadata"): app.backends[0].Addr,
+		profileName(app.prefix + "rating"):   app.backends[2].Addr,
+	}
+}
+
+// profileName is the file name of the profiles of what the report calls
+// name: "movie traced 1%" -> "movie-traced-1", "B movie" -> "b-movie".
+func profileName(name string) string {
+	return strings.ToLower(strings.NewReplacer(" ", "-", "%", "").Replace(name))
 }
 
 // warmUp gives each system cfg.Warmup of the closed-loop load.

@@ -10,6 +10,16 @@
 //	go build -o /tmp/movie-b ./movie/cmd   # on the other branch
 //	bin/bench -movie-b /tmp/movie-b
 //
+// Both movies share the backends, so -movie-b cannot tell two builds of
+// metadata or rating apart. `bench -build-b DIR` can: DIR holds a whole
+// second build of the three services, and movieapp B, its own 2 metadata,
+// 2 rating and 1 movie on a Consul of its own, is measured in turn with
+// movieapp built from this tree, its processes reported apart:
+//
+//	git worktree add /tmp/old REV && cd /tmp/old   # the other revision
+//	for s in movie metadata rating; do go build -o /tmp/old-bin/$s ./$s/cmd; done
+//	bin/bench -build-b /tmp/old-bin
+//
 // Every run but -overload also measures two movies that trace, 1% and 100%
 // of their requests, exporting to a real Jaeger, the same way
 // (-tracing=false leaves them out).
@@ -26,9 +36,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"movieexample.com/bench"
+	"movieexample.com/internal/cluster"
 )
 
 func main() {
@@ -57,12 +69,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "load each system gets before the first round")
 	fs.IntVar(&cfg.Rate, "rate", 0, "requests per second of the fixed-rate rounds (default half the floor's closed-loop rate)")
 	fs.StringVar(&cfg.GOGC, "gogc", "", "GOGC of the services and reference processes (default: Go's, 100)")
-	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU and allocation profiles of movie, metadata, rating and the floor's processes, taken during their first round")
+	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU and allocation profiles of movie, metadata, rating (and movieapp B's, with -build-b), the other movies and the floor's processes, taken during their system's first round")
 	overload := fs.Bool("overload", false, "measure overload instead: movie's closed-loop capacity, then open-loop load at 0.5x, 1.5x and 2x of it, with -max-inflight at its default on every service and at 0, interleaved")
 	fs.IntVar(&cfg.Outstanding, "outstanding", cfg.Outstanding, "with -overload: requests the open loop awaits at once; an arrival beyond is not sent")
 	fs.IntVar(&cfg.MaxInFlight, "max-inflight", cfg.MaxInFlight, "with -overload: -max-inflight of every service when protection is on")
 	fs.BoolVar(&cfg.Pin, "pin", cfg.Pin, "with -overload: run the load generator on the last CPU and the services and Consul on the others, as if the clients were on another machine")
 	fs.StringVar(&cfg.MovieB, "movie-b", "", "`path` of a second movie binary, for an A/B: measured right after the movie built from this tree in every round, on the same backends and Consul; the report adds its figures and the ratios B/A")
+	fs.StringVar(&cfg.BuildB, "build-b", "", "`dir`ectory of a second build of the services (movie, metadata, rating), for an A/B of the backends too: movieapp B, 2 metadata, 2 rating and 1 movie from it on a Consul of its own, measured right after movie (and movie B) in every round; the report adds its figures, its processes and the ratios B/A")
 	fs.BoolVar(&cfg.Tracing, "tracing", cfg.Tracing, "also measure movie tracing 1% and 100% of its requests, exporting to a real Jaeger (bin/jaeger, make jaeger-bin) on loopback, each round right after movie; the report adds their ratios to movie, which does not trace (-tracing=false leaves them out; -overload never has them)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -71,16 +84,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("connections, rounds, outstanding and max-inflight must be at least 1, duration positive, warmup not negative")
 	}
 	if *overload {
-		if cfg.MovieB != "" || cfg.ProfileDir != "" {
-			return errors.New("-overload measures this tree's services alone: no -movie-b or -profile")
+		if cfg.MovieB != "" || cfg.BuildB != "" || cfg.ProfileDir != "" {
+			return errors.New("-overload measures this tree's services alone: no -movie-b, -build-b or -profile")
 		}
 		return bench.RunOverload(ctx, cfg, stdout, stderr)
 	}
+	// Before Consul starts and the services build, not a minute later.
 	if cfg.MovieB != "" {
-		// Before Consul starts and the services build, not a minute later.
 		if _, err := os.Stat(cfg.MovieB); err != nil {
 			return fmt.Errorf("-movie-b: %w", err)
 		}
 	}
+	if cfg.BuildB != "" {
+		if err := checkBuild(cfg.BuildB); err != nil {
+			return fmt.Errorf("-build-b: %w", err)
+		}
+	}
 	return bench.Run(ctx, cfg, stdout, stderr)
+}
+
+// checkBuild returns an error unless dir holds an executable of each
+// service, under the names cluster.Build gives them.
+func checkBuild(dir string) error {
+	for _, s := range cluster.Services {
+		path := filepath.Join(dir, s)
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return fmt.Errorf("%s is not an executable file", path)
+		}
+	}
+	return nil
 }
