@@ -203,7 +203,7 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		return err
 	}
 	if jaeger != nil {
-		if err := app.startTraced(ctx, dir, agent.Addr, serviceEnv, jaeger, logf); err != nil {
+		if err := app.startTraced(ctx, dir, agent.Addr, serviceEnv, jaeger, logf, profileFlags(cfg)...); err != nil {
 			return err
 		}
 	}
@@ -297,13 +297,13 @@ var tracedMovies = []struct{ name, sampler, arg string }{
 }
 
 // startTraced starts the traced movies, exporting to jaeger, on the same
-// backends.
-func (app *movieapp) startTraced(ctx context.Context, dir, consulAddr string, env []string, jaeger *devjaeger.Jaeger, logf func(string, ...any)) error {
+// backends, with the flags extra.
+func (app *movieapp) startTraced(ctx context.Context, dir, consulAddr string, env []string, jaeger *devjaeger.Jaeger, logf func(string, ...any), extra ...string) error {
 	app.jaeger = jaeger
 	for _, tm := range tracedMovies {
 		logf("starting %s, exporting to Jaeger at %s", tm.name, jaeger.OTLPEndpoint)
 		p, err := app.startMovie(ctx, dir, "movie", consulAddr, append(slices.Clone(env),
-			"OTEL_EXPORTER_OTLP_ENDPOINT="+jaeger.OTLPEndpoint, "OTEL_TRACES_SAMPLER="+tm.sampler, "OTEL_TRACES_SAMPLER_ARG="+tm.arg))
+			"OTEL_EXPORTER_OTLP_ENDPOINT="+jaeger.OTLPEndpoint, "OTEL_TRACES_SAMPLER="+tm.sampler, "OTEL_TRACES_SAMPLER_ARG="+tm.arg), extra...)
 		if err != nil {
 			return err
 		}
@@ -319,9 +319,7 @@ func (app *movieapp) startTraced(ctx context.Context, dir, consulAddr string, en
 // started, for the caller to stop.
 func startMovieapp(ctx context.Context, cfg Config, dir, consulAddr string, env []string, logf func(string, ...any), extra ...string) (*movieapp, error) {
 	logf("starting 2 metadata, 2 rating and 1 movie instance")
-	if cfg.ProfileDir != "" {
-		extra = append(extra, "-pprof")
-	}
+	extra = append(extra, profileFlags(cfg)...)
 	app, err := startServices(ctx, dir, consulAddr, env, extra...)
 	if err != nil {
 		return app, err
@@ -347,6 +345,15 @@ func startMovieapp(ctx context.Context, cfg Config, dir, consulAddr string, env 
 		return app, err
 	}
 	return app, nil
+}
+
+// profileFlags are the flags every service needs for cfg.ProfileDir's
+// profiles: none without it.
+func profileFlags(cfg Config) []string {
+	if cfg.ProfileDir == "" {
+		return nil
+	}
+	return []string{"-pprof"}
 }
 
 // startMovieappB starts a Consul dev agent of its own and the services from
