@@ -22,15 +22,36 @@ const maxLen = 128
 
 type ctxKey struct{}
 
+// value is what a context carries: the ID as the one-element header value
+// it travels in. The answer's header and every upstream request's take that
+// same slice, where http.Header.Set would allocate one per header per hop
+// (docs/benchmarks.md). Nothing writes to a header value once it is set, and
+// nothing may write to this one: it is in several headers at once.
+type value struct{ header []string }
+
 // NewContext returns ctx carrying id.
 func NewContext(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, ctxKey{}, id)
+	return withHeader(ctx, []string{id})
+}
+
+func withHeader(ctx context.Context, header []string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, &value{header: header})
 }
 
 // FromContext returns the request ID in ctx, or "" if there is none.
 func FromContext(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	if v, ok := ctx.Value(ctxKey{}).(*value); ok {
+		return v.header[0]
+	}
+	return ""
+}
+
+// Forward sets the request ID in ctx, if there is one, as h's Header: what
+// a call to another service does, so that the ID follows the request.
+func Forward(ctx context.Context, h http.Header) {
+	if v, ok := ctx.Value(ctxKey{}).(*value); ok {
+		h[Header] = v.header
+	}
 }
 
 // Middleware gives every request an ID: the caller's when it is acceptable,
@@ -38,12 +59,17 @@ func FromContext(ctx context.Context) string {
 // writing control characters or megabytes into our logs.
 func Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(Header)
-		if !valid(id) {
-			id = uuid.NewString()
+		// The first value, as Header.Get would read it, kept in the slice
+		// net/http parsed it into (capacity 1, so that an append to either
+		// header cannot write into the other).
+		header := r.Header[Header]
+		if len(header) == 0 || !valid(header[0]) {
+			header = []string{uuid.NewString()}
+		} else {
+			header = header[:1:1]
 		}
-		w.Header().Set(Header, id)
-		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), id)))
+		w.Header()[Header] = header
+		next.ServeHTTP(w, r.WithContext(withHeader(r.Context(), header)))
 	})
 }
 

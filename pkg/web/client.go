@@ -94,9 +94,7 @@ func GetFactory(rt http.RoundTripper, path string, encode func(req any) string, 
 			if err != nil {
 				return nil, err
 			}
-			if id := requestid.FromContext(ctx); id != "" {
-				r.Header.Set(requestid.Header, id)
-			}
+			requestid.Forward(ctx, r.Header)
 			// The attempt's span, when the caller traces (pkg/gateway):
 			// its traceparent makes the instance's server span its child.
 			span := trace.SpanFromContext(ctx)
