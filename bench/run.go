@@ -50,7 +50,8 @@ type Config struct {
 	// and one rating), taken during their system's first round.
 	ProfileDir string
 	// Rate is the fixed-rate load in requests per second; 0 means half the
-	// floor's closed-loop rate, what the latency target is about.
+	// floor's closed-loop rate, what the latency target is about,
+	// and a negative rate takes no fixed-rate rounds.
 	Rate int
 	// GOGC, if set, is the GOGC of every measured process (the services
 	// and the reference processes alike, not Consul or the load
@@ -638,7 +639,7 @@ func (s *system) measure(ctx context.Context, load Load) Sample {
 
 // fixedRateRounds takes cfg.Rounds fixed-rate measurements of each system
 // of l.atFixedRate, in turn, and returns the rate: cfg.Rate, or half the
-// floor's closed-loop rate; none are taken at a rate of 0.
+// floor's closed-loop rate; none are taken at a rate of 0 or below.
 func fixedRateRounds(ctx context.Context, cfg Config, l lineup, logf func(string, ...any)) (int, error) {
 	fixed := Load{Connections: cfg.Connections, Rate: cfg.Rate, Duration: cfg.Duration}
 	if fixed.Rate == 0 {

@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of one measurement of one system")
 	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "measurements of each system, taken in turn")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "load each system gets before the first round")
-	fs.IntVar(&cfg.Rate, "rate", 0, "requests per second of the fixed-rate rounds (default half the floor's closed-loop rate)")
+	fs.IntVar(&cfg.Rate, "rate", 0, "requests per second of the fixed-rate rounds (default half the floor's closed-loop rate; negative: none, the closed loop alone)")
 	fs.StringVar(&cfg.GOGC, "gogc", "", "GOGC of the services and reference processes (default: Go's, 100)")
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU and allocation profiles of movie, metadata, rating (and movieapp B's, with -build-b), the other movies and the floor's processes, taken during their system's first round")
 	overload := fs.Bool("overload", false, "measure overload instead: movie's closed-loop capacity, then open-loop load at 0.5x, 1.5x and 2x of it, with -max-inflight at its default on every service and at 0, interleaved")
