@@ -5,7 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"syscall"
 	"testing"
+	"time"
 
 	"movieexample.com/pkg/httpmetrics"
 	"movieexample.com/pkg/identity"
@@ -22,12 +24,14 @@ func (w *discard) Header() http.Header         { return w.h }
 func (w *discard) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discard) WriteHeader(int)             {}
 
-// BenchmarkHandlerStack is what the middleware every request goes through
-// (identity header, request ID, metrics, panic recovery, method routing) costs one hop, over
-// a handler as bare as the benchmark's floor backends:
-//
-//	go test -run '^$' -bench HandlerStack -count 6 ./pkg/instance
-func BenchmarkHandlerStack(b *testing.B) {
+// stackCases are the middleware every request goes through (identity
+// header, request ID, metrics, in-flight limit, panic recovery, method
+// routing), one at a time and all together as Run serves them, over a
+// handler as bare as the benchmark's floor backends.
+func stackCases() []struct {
+	name string
+	h    http.Handler
+} {
 	answer := struct {
 		ID    string `json:"id"`
 		Title string `json:"title"`
@@ -44,7 +48,7 @@ func BenchmarkHandlerStack(b *testing.B) {
 	}
 	metrics := func() *httpmetrics.Metrics { return httpmetrics.New(ops.NewRegistry()) }
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	for _, bc := range []struct {
+	return []struct {
 		name string
 		h    http.Handler
 	}{
@@ -52,18 +56,35 @@ func BenchmarkHandlerStack(b *testing.B) {
 		{"methods", routes()},
 		{"methods+requestid", requestid.Middleware(routes())},
 		{"methods+metrics", metrics().Handler(false, logger, routes())},
+		{"methods+limit", newLimiter(DefaultMaxInFlight, routes(), ops.NewRegistry()).handler(routes())},
 		{"methods+recover", web.RecoverPanics(logger, routes())},
 		{"methods+identity", identity.Middleware(identity.Of("metadata", "metadata-1"), routes())},
 		// What Run serves: the stack newHTTPServer builds, with the
 		// operational routes on the same mux.
-		{"all", (&server{app: App{Routes: routes(), Logger: logger, Metrics: ops.NewRegistry()}}).newHTTPServer().Handler},
-	} {
+		{"all", (&server{app: App{Routes: routes(), Logger: logger, Metrics: ops.NewRegistry(),
+			Config: Config{MaxInFlight: DefaultMaxInFlight}}}).newHTTPServer().Handler},
+	}
+}
+
+// newStackRequest is a request as movie sends one upstream: with a request
+// ID to keep, so that the middleware generates none.
+func newStackRequest(b *testing.B) *http.Request {
+	req, err := http.NewRequest(http.MethodGet, "http://movieapp/metadata?id=1", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set(requestid.Header, "0b2f1c1e-8d4e-4f55-9a57-2f5d7f0c6f11")
+	return req
+}
+
+// BenchmarkHandlerStack is what each middleware costs one hop, on one
+// goroutine:
+//
+//	go test -run '^$' -bench HandlerStack -count 6 ./pkg/instance
+func BenchmarkHandlerStack(b *testing.B) {
+	for _, bc := range stackCases() {
 		b.Run(bc.name, func(b *testing.B) {
-			req, err := http.NewRequest(http.MethodGet, "http://movieapp/metadata?id=1", nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			req.Header.Set(requestid.Header, "0b2f1c1e-8d4e-4f55-9a57-2f5d7f0c6f11")
+			req := newStackRequest(b)
 			b.ReportAllocs()
 			for b.Loop() {
 				r := *req // the mux records the pattern on the request
@@ -71,4 +92,37 @@ func BenchmarkHandlerStack(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkHandlerStackParallel is the same on every CPU at once, as a
+// service under load runs it, where the metrics' and the limit's shared
+// counters are written from several CPUs. cpu-ns/op is the process's CPU
+// time per request (user and system, every thread: the garbage collector's
+// too), which ns/op, wall time over the CPUs, is not.
+func BenchmarkHandlerStackParallel(b *testing.B) {
+	for _, bc := range stackCases() {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			start := processCPU(b)
+			b.RunParallel(func(pb *testing.PB) {
+				req := newStackRequest(b)
+				w := &discard{h: http.Header{}}
+				for pb.Next() {
+					r := *req
+					clear(w.h)
+					bc.h.ServeHTTP(w, &r)
+				}
+			})
+			b.ReportMetric(float64(processCPU(b)-start)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// processCPU is the CPU time this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
