@@ -26,16 +26,20 @@ type ctxKey struct{}
 // it travels in. The answer's header and every upstream request's take that
 // same slice, where http.Header.Set would allocate one per header per hop
 // (docs/benchmarks.md). Nothing writes to a header value once it is set, and
-// nothing may write to this one: it is in several headers at once.
-type value struct{ header []string }
+// nothing may write to this one: it is in several headers at once. one holds
+// an ID that came in no header (generated, or given to NewContext), so that
+// its slice costs no allocation of its own.
+type value struct {
+	header []string
+	one    [1]string
+}
 
 // NewContext returns ctx carrying id.
 func NewContext(ctx context.Context, id string) context.Context {
-	return withHeader(ctx, []string{id})
-}
-
-func withHeader(ctx context.Context, header []string) context.Context {
-	return context.WithValue(ctx, ctxKey{}, &value{header: header})
+	v := &value{}
+	v.one[0] = id
+	v.header = v.one[:]
+	return context.WithValue(ctx, ctxKey{}, v)
 }
 
 // FromContext returns the request ID in ctx, or "" if there is none.
@@ -46,10 +50,11 @@ func FromContext(ctx context.Context) string {
 	return ""
 }
 
-// Forward sets the request ID in ctx, if there is one, as h's Header: what
-// a call to another service does, so that the ID follows the request.
+// Forward sets h's X-Request-ID to the request ID in ctx, if there is one:
+// what a call to another service does, so that the ID follows the request.
+// h then shares the context's value, which nothing may modify in place.
 func Forward(ctx context.Context, h http.Header) {
-	if v, ok := ctx.Value(ctxKey{}).(*value); ok {
+	if v, ok := ctx.Value(ctxKey{}).(*value); ok && v.header[0] != "" {
 		h[Header] = v.header
 	}
 }
@@ -62,14 +67,15 @@ func Middleware(next http.Handler) http.Handler {
 		// The first value, as Header.Get would read it, kept in the slice
 		// net/http parsed it into (capacity 1, so that an append to either
 		// header cannot write into the other).
-		header := r.Header[Header]
-		if len(header) == 0 || !valid(header[0]) {
-			header = []string{uuid.NewString()}
+		v := &value{header: r.Header[Header]}
+		if len(v.header) == 0 || !valid(v.header[0]) {
+			v.one[0] = uuid.NewString()
+			v.header = v.one[:]
 		} else {
-			header = header[:1:1]
+			v.header = v.header[:1:1]
 		}
-		w.Header()[Header] = header
-		next.ServeHTTP(w, r.WithContext(withHeader(r.Context(), header)))
+		w.Header()[Header] = v.header
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, v)))
 	})
 }
 
