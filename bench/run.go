@@ -284,9 +284,9 @@ type movieapp struct {
 type variant struct {
 	name string
 	p    *cluster.Process
-	// own is the movieapp p is the movie of when it is not movie's, with
-	// its own backends and Consul (movieapp B); nil for a movie on movie's
-	// backends.
+	// own is the movieapp whose movie p is, with its own backends and
+	// Consul (movieapp B); nil for a movie on the backends of the movie
+	// built from this tree.
 	own *movieapp
 }
 
@@ -519,8 +519,8 @@ func newLineup(agent *devconsul.Agent, app *movieapp, refs *references) (lineup,
 	serviceProc := func(name string, p *cluster.Process) process {
 		return process{name: name, pid: p.PID(), allocsURL: "http://" + p.Addr + "/metrics"}
 	}
-	// movieSystem is system name: movie p, its process named procName, with
-	// the backends and Consul of on, the movieapp it runs on.
+	// movieSystem returns the system called name: movie p, reported as
+	// procName, with the backends and Consul of on, the movieapp it runs on.
 	movieSystem := func(name, procName string, p *cluster.Process, on *movieapp, consul process) (*system, error) {
 		procs := []process{serviceProc(procName, p)}
 		for i, b := range on.backends {

@@ -16,8 +16,8 @@
 // 2 rating and 1 movie on a Consul of its own, is measured in turn with
 // movieapp built from this tree, its processes reported apart:
 //
-//	git worktree add /tmp/old REV && cd /tmp/old   # the other revision
-//	for s in movie metadata rating; do go build -o /tmp/old-bin/$s ./$s/cmd; done
+//	git worktree add /tmp/old REV   # the other revision
+//	(cd /tmp/old && for s in movie metadata rating; do go build -o /tmp/old-bin/$s ./$s/cmd || exit 1; done)
 //	bin/bench -build-b /tmp/old-bin
 //
 // Every run but -overload also measures two movies that trace, 1% and 100%

@@ -15,6 +15,7 @@ func TestBuildBIsCheckedUpFront(t *testing.T) {
 	// build makes the three binaries in a new directory, all but skip, as
 	// files or, with os.ModeDir, as directories of mode.
 	build := func(mode os.FileMode, skip string) string {
+		t.Helper()
 		dir := t.TempDir()
 		for _, s := range []string{"movie", "metadata", "rating"} {
 			if s != skip {
